@@ -11,7 +11,8 @@ export type ErrorCode =
   | 'REQUEST_PENDING' | 'NO_REQUEST' | 'OWNER_LAST_MEMBER' | 'INVALID_NAME'
   | 'NO_SUCH_FILE' | 'NAME_CONFLICT' | 'NOT_SHARING' | 'NO_SEEDER' | 'BAD_MANIFEST'
   | 'CLAIM_LOST' | 'USAGE' | 'UNKNOWN_COMMAND' | 'IO' | 'INTEGRITY' | 'NOT_LOGGED_IN'
-  | 'PROTOCOL' | 'ACCESS_DENIED' | 'NO_TRACKER' | 'CLOCK_SKEW' | 'NOT_A_PEER';
+  | 'PROTOCOL' | 'ACCESS_DENIED' | 'NO_TRACKER' | 'CLOCK_SKEW' | 'NOT_A_PEER'
+  | 'BAD_BENCODE';
 
 export class CoterieError extends Error {
   override name = 'CoterieError';
