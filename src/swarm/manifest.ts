@@ -8,12 +8,13 @@
  * which is byte for byte what `mktorrent -p -l <log2> <file>` puts in `info` for the same file.
  */
 import { createHash } from 'node:crypto';
-import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { closeSync, fstatSync, openSync } from 'node:fs';
 import { basename } from 'node:path';
 import { CoterieError } from '../common/errors.js';
 import { fileNameProblem } from '../common/names.js';
 import { BencodeError, decode, encode, Raw, type BDict } from '../protocol/bencode.js';
 import type { Manifest } from './api.js';
+import { hashFile, type HashOptions } from './manifest-hash.js';
 
 /** Smallest piece length a received manifest may use (BitTorrent's block size). */
 export const MIN_PIECE_LENGTH = 16 * 1024;
@@ -142,20 +143,21 @@ export interface BuildOptions {
   pieceLength?: number;
   /** Name in the manifest; default the file's basename. Must pass fileNameProblem. */
   name?: string;
+  /** Hash with a worker thread on the second core (default: for files of 64 MiB or more). */
+  parallel?: boolean;
 }
 
 /** What {@link buildManifest} returns: the manifest and the whole-file SHA-256 (lower-case hex). */
 export interface BuildResult { manifest: Manifest; sha256: string }
 
-/** Size of the one read buffer buildManifest uses (a multiple of every default piece length). */
-export const READ_BUFFER_BYTES = 4 * 1024 * 1024;
-
 /**
  * Hashes a local file into a manifest: SHA-1 per piece and SHA-256 over the whole file, streaming
- * with one reused read buffer so memory stays flat in file size. A zero-length file is allowed
- * and gets zero pieces (the downloader just creates an empty file). `onProgress(done, total)` is
- * called after every read. Throws CoterieError INVALID_NAME for a bad name, IO for read errors
- * (including a file that changes size while being hashed).
+ * through a fixed set of reused buffers so memory stays flat in file size (see manifest-hash.ts
+ * for the two-thread pipeline and its figures). A zero-length file is allowed and gets zero
+ * pieces: the downloader has nothing to fetch and just creates an empty file. `onProgress(done,
+ * total)` is called after every 4 MiB chunk. Throws CoterieError INVALID_NAME for a bad name,
+ * BAD_MANIFEST for a bad piece length or a file too large (over MAX_PIECES pieces), IO for read
+ * errors, a non-regular file, or a file that changes size while being hashed.
  */
 export async function buildManifest(path: string, opts: BuildOptions = {}, onProgress?: (done: number, total: number) => void): Promise<BuildResult> {
   const name = opts.name ?? basename(path);
@@ -173,35 +175,12 @@ export async function buildManifest(path: string, opts: BuildOptions = {}, onPro
     }
     const pieceCount = Math.ceil(length / pieceLength);
     if (pieceCount > MAX_PIECES) throw new CoterieError('BAD_MANIFEST', `file too large: ${pieceCount} pieces exceed ${MAX_PIECES}`);
-    const pieces = Buffer.alloc(pieceCount * 20);
-    const sha256 = createHash('sha256');
-    const bufLen = Math.max(READ_BUFFER_BYTES, pieceLength);
-    const buf = Buffer.allocUnsafe(bufLen);
-    let done = 0;
-    let piece = 0;
-    while (done < length) {
-      const want = Math.min(bufLen, length - done);
-      let got = 0;
-      while (got < want) {
-        let n: number;
-        try { n = readSync(fd, buf, got, want - got, done + got); } catch (e) { throw ioError(`cannot read ${path}`, e); }
-        if (n === 0) throw new CoterieError('IO', `${path} shrank while it was being hashed`);
-        got += n;
-      }
-      const chunk = buf.subarray(0, want);
-      sha256.update(chunk);
-      for (let off = 0; off < want; off += pieceLength) {
-        createHash('sha1').update(chunk.subarray(off, Math.min(off + pieceLength, want))).digest().copy(pieces, piece * 20);
-        piece++;
-      }
-      done += want;
-      onProgress?.(done, length);
-      // Let other work (the shell, peers) run between large reads.
-      await new Promise<void>((r) => setImmediate(r));
-    }
+    const hashOpts: HashOptions = {};
+    if (onProgress) hashOpts.onProgress = onProgress;
+    if (opts.parallel !== undefined) hashOpts.parallel = opts.parallel;
+    const { pieces, sha256 } = await hashFile(fd, length, pieceLength, hashOpts);
     if (fstatSync(fd).size !== length) throw new CoterieError('IO', `${path} changed size while it was being hashed`);
-    const manifest = manifestFromHashes(name, length, pieceLength, pieces);
-    return { manifest, sha256: sha256.digest('hex') };
+    return { manifest: manifestFromHashes(name, length, pieceLength, pieces), sha256 };
   } finally {
     closeSync(fd);
   }
