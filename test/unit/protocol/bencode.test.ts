@@ -182,7 +182,7 @@ describe('spans', () => {
     assert.deepEqual(dictValueBytes(doc, 'info'), info);
     assert.equal(dictValueBytes(doc, 'missing'), undefined);
     const { spans, dict } = decodeDictWithSpans(doc);
-    assert.deepEqual(spans.get('announce'), { start: 13, end: 18 });
+    assert.deepEqual(spans.get('announce'), { start: 11, end: 16 });
     assert.deepEqual(norm(dict['announce']), { bytes: Buffer.from('url').toString('hex') });
     const unsorted = Buffer.concat([b('d4:info'), info, b('8:announce3:urle')]);
     assert.throws(() => dictValueBytes(unsorted, 'info'), BencodeError);
