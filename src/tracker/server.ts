@@ -1,0 +1,268 @@
+/**
+ * The tracker's RPC transport: a TCP server speaking protocol/rpc.ts (one JSON object a line).
+ * It only frames, validates and dispatches; what an op does is the dispatcher's business.
+ *
+ * Per connection: a LineDecoder capped at MAX_LINE_BYTES; requests are handled strictly in order
+ * (a queue), each response carries its request's id. Grounds for disconnecting: a line over the
+ * cap (answered TOO_LARGE first), more than `maxBadLines` malformed lines, more than
+ * `maxQueued` requests buffered, a peer that stops reading our answers. A request that cannot be
+ * parsed far enough to know its id is answered with id -1 ({@link NO_ID}).
+ * Limits on connections: per remote address and in total; a connection that sends nothing for
+ * `idleMs` is closed unless it holds a live session (clients with a session heartbeat anyway).
+ * A dispatcher failure that is not a CoterieError is logged with context and answered INTERNAL.
+ */
+import { createServer, type Server, type Socket } from 'node:net';
+import { CoterieError, FrameTooLargeError, describe, toWireError, type WireError } from '../common/errors.js';
+import type { Logger } from '../common/log.js';
+import {
+  encodeLine, isOpName, LineDecoder, MAX_LINE_BYTES, parseArgs, parseRequest, type OpName, type Response,
+} from '../protocol/rpc.js';
+import type { ConnContext } from './handlers.js';
+
+/** The id of an answer to a line whose own id could not be read. */
+export const NO_ID = -1;
+
+/** Transport limits. Defaults in {@link DEFAULT_LIMITS}. */
+export interface ServerLimits {
+  maxLineBytes: number;
+  /** Malformed lines tolerated per connection before it is closed. */
+  maxBadLines: number;
+  maxConnsPerAddress: number;
+  maxConns: number;
+  /** Close a connection without a session that sent nothing for this long. */
+  idleMs: number;
+  /** Requests queued per connection before we stop reading from it (backpressure). */
+  maxPending: number;
+  /** Requests queued per connection at which it is closed (it kept sending while paused). */
+  maxQueued: number;
+  /** Bytes of answers buffered for a peer that does not read them before it is closed. */
+  maxWriteBuffer: number;
+}
+
+export const DEFAULT_LIMITS: ServerLimits = {
+  maxLineBytes: MAX_LINE_BYTES,
+  maxBadLines: 20,
+  maxConnsPerAddress: 64,
+  maxConns: 2048,
+  idleMs: 60_000,
+  maxPending: 32,
+  maxQueued: 4096,
+  maxWriteBuffer: 16 << 20,
+};
+
+/** Runs one validated call; throws a CoterieError to refuse it. */
+export type Dispatcher = (op: OpName, args: unknown, token: string | undefined, conn: ConnContext) => Promise<unknown>;
+
+export interface RpcServerOptions {
+  dispatch: Dispatcher;
+  logger: Logger;
+  limits?: Partial<ServerLimits>;
+  /** Told when a connection closes (presence drops the leases it renewed). */
+  onClose?: (conn: ConnContext) => void;
+}
+
+type Item = { kind: 'call'; id: number; op: OpName; args: unknown; token: string | undefined } | { kind: 'reply'; res: Response };
+
+interface Conn {
+  ctx: ConnContext;
+  socket: Socket;
+  decoder: LineDecoder;
+  queue: Item[];
+  busy: boolean;
+  badLines: number;
+  lastSeen: number;
+  closed: boolean;
+}
+
+export class RpcServer {
+  private readonly limits: ServerLimits;
+  private readonly server: Server;
+  private readonly conns = new Set<Conn>();
+  private readonly perAddress = new Map<string, number>();
+  private nextId = 1;
+  private sweeper: NodeJS.Timeout | null = null;
+
+  constructor(private readonly opts: RpcServerOptions) {
+    this.limits = { ...DEFAULT_LIMITS, ...opts.limits };
+    // allowHalfOpen: a client may send its requests and shut its side; we still answer them all.
+    this.server = createServer({ noDelay: true, allowHalfOpen: true }, (s) => this.accept(s));
+    this.server.on('error', (err) => opts.logger.error({ err: describe(err) }, 'server socket error'));
+  }
+
+  /** Starts listening; resolves with the bound address (port 0 = any free port). */
+  listen(host: string, port: number): Promise<{ host: string; port: number }> {
+    return new Promise((resolve, reject) => {
+      const onError = (err: Error) => reject(err);
+      this.server.once('error', onError);
+      this.server.listen({ host, port, exclusive: true }, () => {
+        this.server.off('error', onError);
+        const a = this.server.address();
+        const bound = typeof a === 'object' && a ? a.port : port;
+        this.sweeper = setInterval(() => this.sweepIdle(), Math.max(50, Math.min(5_000, this.limits.idleMs / 4)));
+        this.sweeper.unref();
+        resolve({ host, port: bound });
+      });
+    });
+  }
+
+  /** Stops accepting, closes every connection, resolves when the listener is closed. */
+  close(): Promise<void> {
+    if (this.sweeper) clearInterval(this.sweeper);
+    for (const c of this.conns) c.socket.destroy();
+    return new Promise((resolve) => this.server.close(() => resolve()));
+  }
+
+  get connectionCount(): number { return this.conns.size; }
+
+  private accept(socket: Socket): void {
+    const remote = socket.remoteAddress ?? 'unknown';
+    socket.on('error', () => { /* reset by peer etc.: 'close' follows and cleans up */ });
+    const n = this.perAddress.get(remote) ?? 0;
+    if (this.conns.size >= this.limits.maxConns || n >= this.limits.maxConnsPerAddress) {
+      this.opts.logger.warn({ remote, total: this.conns.size, fromAddress: n }, 'connection refused: too many connections');
+      socket.end(encodeLine({ id: NO_ID, ok: false, error: { code: 'RATE_LIMITED', message: 'too many connections; try again later' } }));
+      setTimeout(() => socket.destroy(), 1000).unref();
+      return;
+    }
+    this.perAddress.set(remote, n + 1);
+    const conn: Conn = {
+      ctx: { connId: this.nextId++, remote, hasSession: false },
+      socket, decoder: new LineDecoder(this.limits.maxLineBytes), queue: [], busy: false, badLines: 0,
+      lastSeen: Date.now(), closed: false,
+    };
+    this.conns.add(conn);
+    // Keepalive finds peers that vanished without a FIN (half-open), which the idle timeout
+    // does not close while they hold a session.
+    socket.setKeepAlive(true, 30_000);
+    socket.on('data', (chunk: Buffer) => {
+      try { this.onData(conn, chunk); }
+      catch (err) {
+        // Nothing a remote sends may take the process down: log, drop this connection, carry on.
+        this.opts.logger.error({ err: describe(err), conn: conn.ctx.connId, remote }, 'error reading a request; closing connection');
+        socket.destroy();
+      }
+    });
+    socket.on('close', () => this.onClosed(conn));
+    socket.on('end', () => { if (!conn.busy && conn.queue.length === 0) socket.end(); });
+  }
+
+  private onClosed(conn: Conn): void {
+    if (conn.closed) return;
+    conn.closed = true;
+    this.conns.delete(conn);
+    const n = (this.perAddress.get(conn.ctx.remote) ?? 1) - 1;
+    if (n <= 0) this.perAddress.delete(conn.ctx.remote); else this.perAddress.set(conn.ctx.remote, n);
+    conn.queue = [];
+    try { this.opts.onClose?.(conn.ctx); }
+    catch (err) { this.opts.logger.error({ err: describe(err), conn: conn.ctx.connId }, 'onClose hook failed'); }
+  }
+
+  private onData(conn: Conn, chunk: Buffer): void {
+    if (conn.closed) return;
+    conn.lastSeen = Date.now();
+    let lines: string[];
+    try { lines = conn.decoder.push(chunk); }
+    catch (err) {
+      if (err instanceof FrameTooLargeError) {
+        this.opts.logger.warn({ remote: conn.ctx.remote, conn: conn.ctx.connId, size: err.size }, 'closing connection: line too long');
+        this.hangUp(conn, { code: 'TOO_LARGE', message: `request line longer than ${this.limits.maxLineBytes} bytes` });
+        return;
+      }
+      throw err;
+    }
+    for (const line of lines) {
+      if (conn.closed) return;
+      if (line.trim() === '') continue;
+      this.enqueue(conn, this.parse(conn, line));
+    }
+    if (conn.queue.length >= this.limits.maxQueued) {
+      this.opts.logger.warn({ remote: conn.ctx.remote, conn: conn.ctx.connId }, 'closing connection: too many queued requests');
+      this.hangUp(conn, { code: 'RATE_LIMITED', message: 'too many requests in flight' });
+      return;
+    }
+    if (conn.queue.length >= this.limits.maxPending) conn.socket.pause();
+  }
+
+  /** One line to a queue item; counts malformed ones and hangs up past the limit. */
+  private parse(conn: Conn, line: string): Item | null {
+    const bad = (id: number | null, error: WireError): Item | null => {
+      conn.badLines++;
+      if (conn.badLines > this.limits.maxBadLines) {
+        this.opts.logger.warn({ remote: conn.ctx.remote, conn: conn.ctx.connId }, 'closing connection: too many malformed requests');
+        this.hangUp(conn, { code: 'BAD_REQUEST', message: 'too many malformed requests' });
+        return null;
+      }
+      return { kind: 'reply', res: { id: id ?? NO_ID, ok: false, error } };
+    };
+    const p = parseRequest(line);
+    if (!p.ok) return bad(p.id, p.error);
+    const { id, op, args, token } = p.req;
+    if (!isOpName(op)) return bad(id, { code: 'UNKNOWN_OP', message: `unknown operation "${op.slice(0, 64)}"` });
+    const a = parseArgs(op, args);
+    if (!a.ok) return bad(id, a.error);
+    return { kind: 'call', id, op, args: a.args, token };
+  }
+
+  private enqueue(conn: Conn, item: Item | null): void {
+    if (!item || conn.closed) return;
+    conn.queue.push(item);
+    if (!conn.busy) void this.drain(conn);
+  }
+
+  /** Handles queued items one at a time, in order. Never throws. */
+  private async drain(conn: Conn): Promise<void> {
+    conn.busy = true;
+    try {
+      while (conn.queue.length > 0 && !conn.closed) {
+        const item = conn.queue.shift()!;
+        const res = item.kind === 'reply' ? item.res : await this.call(conn, item);
+        if (conn.closed) break;
+        const ok = conn.socket.write(encodeLine(res));
+        if (conn.socket.writableLength > this.limits.maxWriteBuffer) {
+          this.opts.logger.warn({ remote: conn.ctx.remote, conn: conn.ctx.connId }, 'closing connection: peer does not read answers');
+          conn.socket.destroy();
+          break;
+        }
+        if (!ok) await new Promise<void>((r) => { conn.socket.once('drain', r); conn.socket.once('close', r); });
+        if (conn.queue.length < this.limits.maxPending / 2 && conn.socket.isPaused()) conn.socket.resume();
+      }
+    } finally {
+      conn.busy = false;
+    }
+    if (!conn.closed && conn.socket.readableEnded) conn.socket.end();
+  }
+
+  private async call(conn: Conn, item: Extract<Item, { kind: 'call' }>): Promise<Response> {
+    try {
+      const result = await this.opts.dispatch(item.op, item.args, item.token, conn.ctx);
+      return { id: item.id, ok: true, result };
+    } catch (err) {
+      if (!(err instanceof CoterieError)) {
+        this.opts.logger.error({ err: describe(err), stack: (err as Error)?.stack, op: item.op, conn: conn.ctx.connId, remote: conn.ctx.remote }, 'handler failed');
+      }
+      return { id: item.id, ok: false, error: toWireError(err) };
+    }
+  }
+
+  /** Answers once more (best effort) and closes. */
+  private hangUp(conn: Conn, error: WireError): void {
+    if (conn.closed) return;
+    conn.queue = [];
+    conn.socket.pause();
+    conn.socket.end(encodeLine({ id: NO_ID, ok: false, error }));
+    // A peer that never reads would keep a half-closed socket around: give it a moment, then cut.
+    setTimeout(() => conn.socket.destroy(), 2_000).unref();
+    this.onClosed(conn);
+  }
+
+  private sweepIdle(): void {
+    const now = Date.now();
+    for (const c of this.conns) {
+      if (c.ctx.hasSession || c.busy || c.queue.length > 0) continue;
+      if (now - c.lastSeen >= this.limits.idleMs) {
+        this.opts.logger.debug({ remote: c.ctx.remote, conn: c.ctx.connId }, 'closing idle connection');
+        c.socket.destroy();
+      }
+    }
+  }
+}

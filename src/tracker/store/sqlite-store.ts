@@ -1,0 +1,171 @@
+/**
+ * {@link Store} on SQLite (better-sqlite3): one file, WAL mode, one connection per process.
+ *
+ * Durability: `synchronous = NORMAL` in WAL mode. A commit has been written to the WAL file (in
+ * the OS page cache) before it returns, so it survives the tracker process dying in any way,
+ * `kill -9` included; only a power loss or kernel crash can lose the last commits (never corrupt
+ * the database). `FULL` would fsync the WAL on every commit to survive power loss too, at a cost
+ * of milliseconds per write on most disks; trackers replicate, so a recent write lost by one
+ * machine's power failure is normally held by another tracker. Set `synchronous: 'FULL'` to choose otherwise.
+ *
+ * `locking_mode = EXCLUSIVE` keeps the database locked while the tracker runs, so a second tracker
+ * pointed at the same data dir fails at once (IO) instead of sharing an origin id and forking its log.
+ *
+ * Keys are stored as BLOBs (UTF-8) because they contain NUL separators, which SQLite TEXT
+ * functions do not handle; BLOB order is byte order, the order the digest is defined in.
+ */
+import Database from 'better-sqlite3';
+import { CoterieError } from '../../common/errors.js';
+import { KINDS, digestRows, type Kind, type ValueOf } from './merge.js';
+import { BaseStore, META_ORIGIN, newOriginId, type Change, type Row, type StoreOptions, type VersionVector } from './store.js';
+
+export interface SqliteStoreOptions extends StoreOptions {
+  /** Path of the database file (created if missing), or ':memory:'. */
+  path: string;
+  synchronous?: 'NORMAL' | 'FULL';
+}
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS rows (kind TEXT NOT NULL, key BLOB NOT NULL, value TEXT NOT NULL, PRIMARY KEY (kind, key)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS log (origin TEXT NOT NULL, seq INTEGER NOT NULL, kind TEXT NOT NULL, key BLOB NOT NULL,
+  delta TEXT NOT NULL, hlc TEXT NOT NULL, PRIMARY KEY (origin, seq)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL) WITHOUT ROWID;
+`;
+
+/** Smallest byte string greater than every string starting with `p`, or null if there is none. */
+function prefixEnd(p: Buffer): Buffer | null {
+  let end = p.length;
+  while (end > 0 && p[end - 1] === 0xff) end--;
+  if (end === 0) return null;
+  const out = Buffer.from(p.subarray(0, end));
+  out[end - 1]! += 1;
+  return out;
+}
+
+interface LogRow { origin: string; seq: number; kind: Kind; key: Buffer; delta: string; hlc: string }
+
+export class SqliteStore extends BaseStore {
+  readonly origin: string;
+  private db: Database.Database;
+  private seqs = new Map<string, number>();
+  private st: {
+    get: Database.Statement; put: Database.Statement; scanFrom: Database.Statement; scanRange: Database.Statement;
+    append: Database.Statement; since: Database.Statement; getMeta: Database.Statement; setMeta: Database.Statement;
+  };
+
+  constructor(opts: SqliteStoreOptions) {
+    super(opts.clock);
+    try {
+      this.db = new Database(opts.path, { timeout: 0 });
+      this.db.pragma('locking_mode = EXCLUSIVE');
+      this.db.pragma('journal_mode = WAL');
+      this.db.pragma(`synchronous = ${opts.synchronous ?? 'NORMAL'}`);
+      this.db.exec(SCHEMA);
+    } catch (err) {
+      const code = (err as { code?: string }).code;
+      if (code === 'SQLITE_BUSY' || code === 'SQLITE_LOCKED') {
+        throw new CoterieError('IO', `the database ${opts.path} is in use by another process (is another tracker using this data dir?)`, { cause: err });
+      }
+      throw new CoterieError('IO', `cannot open the database ${opts.path}: ${(err as Error).message}`, { cause: err });
+    }
+    this.st = {
+      get: this.db.prepare('SELECT value FROM rows WHERE kind = ? AND key = ?').pluck(),
+      put: this.db.prepare('INSERT INTO rows (kind, key, value) VALUES (?, ?, ?) ON CONFLICT (kind, key) DO UPDATE SET value = excluded.value'),
+      scanFrom: this.db.prepare('SELECT key, value FROM rows WHERE kind = ? AND key >= ? ORDER BY key'),
+      scanRange: this.db.prepare('SELECT key, value FROM rows WHERE kind = ? AND key >= ? AND key < ? ORDER BY key'),
+      append: this.db.prepare('INSERT INTO log (origin, seq, kind, key, delta, hlc) VALUES (?, ?, ?, ?, ?, ?)'),
+      since: this.db.prepare('SELECT origin, seq, kind, key, delta, hlc FROM log WHERE origin = ? AND seq > ? ORDER BY seq LIMIT ?'),
+      getMeta: this.db.prepare('SELECT v FROM meta WHERE k = ?').pluck(),
+      setMeta: this.db.prepare('INSERT INTO meta (k, v) VALUES (?, ?) ON CONFLICT (k) DO UPDATE SET v = excluded.v'),
+    };
+    let origin = this.getMeta(META_ORIGIN);
+    if (origin === undefined) {
+      origin = newOriginId(opts.random);
+      this.setMeta(META_ORIGIN, origin);
+    }
+    this.origin = origin;
+    for (const r of this.db.prepare('SELECT origin, MAX(seq) AS s FROM log GROUP BY origin').all() as { origin: string; s: number }[]) {
+      this.seqs.set(r.origin, r.s);
+    }
+    // Never re-issue a stamp this data dir has already used, even if the wall clock went back.
+    const newest = this.db.prepare('SELECT MAX(hlc) FROM log').pluck().get() as string | null;
+    if (newest) this.clock.restore(newest);
+  }
+
+  protected readJson(kind: Kind, key: string): string | undefined {
+    return this.st.get.get(kind, Buffer.from(key, 'utf8')) as string | undefined;
+  }
+
+  protected writeJson(kind: Kind, key: string, json: string): void {
+    this.st.put.run(kind, Buffer.from(key, 'utf8'), json);
+  }
+
+  protected appendLog(c: Change, json: string): void {
+    this.st.append.run(c.origin, c.seq, c.kind, Buffer.from(c.key, 'utf8'), json, c.hlc);
+    this.seqs.set(c.origin, c.seq);
+  }
+
+  protected transaction<T>(fn: () => T): T {
+    if (this.db.inTransaction) return fn();
+    // The in-memory seq cache must roll back with the database.
+    const saved = new Map(this.seqs);
+    try {
+      return this.db.transaction(fn).immediate();
+    } catch (err) {
+      this.seqs = saved;
+      throw err;
+    }
+  }
+
+  protected maxSeq(origin: string): number {
+    return this.seqs.get(origin) ?? 0;
+  }
+
+  scan<K extends Kind>(kind: K, keyPrefix: string): Row<K>[] {
+    const lo = Buffer.from(keyPrefix, 'utf8');
+    const hi = prefixEnd(lo);
+    const rows = (hi ? this.st.scanRange.all(kind, lo, hi) : this.st.scanFrom.all(kind, lo)) as { key: Buffer; value: string }[];
+    return rows.map((r) => ({ key: r.key.toString('utf8'), value: JSON.parse(r.value) as ValueOf[K] }));
+  }
+
+  changesSince(vector: VersionVector, limit: number): Change[] {
+    const out: Change[] = [];
+    for (const origin of [...this.seqs.keys()].sort()) {
+      if (out.length >= limit) break;
+      const rows = this.st.since.all(origin, Math.max(0, vector[origin] ?? 0), limit - out.length) as LogRow[];
+      for (const r of rows) {
+        out.push({ origin: r.origin, seq: r.seq, kind: r.kind, key: r.key.toString('utf8'), delta: JSON.parse(r.delta), hlc: r.hlc });
+      }
+    }
+    return out;
+  }
+
+  versionVector(): VersionVector {
+    return Object.fromEntries(this.seqs);
+  }
+
+  digest(): string {
+    const rows = (this.db.prepare('SELECT kind, key, value FROM rows').all() as { kind: Kind; key: Buffer; value: string }[])
+      .map((r) => ({ kind: r.kind, key: r.key.toString('utf8'), json: r.value }));
+    return digestRows(rows);
+  }
+
+  counts(): Record<Kind, number> {
+    const c = {} as Record<Kind, number>;
+    for (const k of KINDS) c[k] = 0;
+    for (const r of this.db.prepare('SELECT kind, COUNT(*) AS n FROM rows GROUP BY kind').all() as { kind: Kind; n: number }[]) c[r.kind] = r.n;
+    return c;
+  }
+
+  getMeta(key: string): string | undefined {
+    return this.st.getMeta.get(key) as string | undefined;
+  }
+
+  setMeta(key: string, value: string): void {
+    this.st.setMeta.run(key, value);
+  }
+
+  close(): void {
+    if (this.db.open) this.db.close();
+  }
+}
