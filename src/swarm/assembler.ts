@@ -1,0 +1,96 @@
+/**
+ * Blocks to verified pieces: copies each accepted block into its piece's pooled buffer, and when
+ * the picker says the piece is whole, checks its SHA-1 against the manifest and writes it with one
+ * positional write. Memory is bounded by the pieces in flight (the picker finishes partial pieces
+ * first), never by the file size.
+ *
+ * PERF-NOTES: SHA-1 is about half of the downloader's CPU (at the hardware's ~1.6 GB/s); hashing
+ * the whole piece once beat hashing block by block, and copying a block out of the read buffer
+ * (0.1 s/GiB) beat reading straight into piece buffers.
+ */
+import { createHash } from 'node:crypto';
+import type { Manifest } from './api.js';
+import type { BlockRequest, PeerKey, Picker } from './picker/index.js';
+import { BufferPool, type PartFile } from './storage.js';
+
+/** What became of one block. */
+export type BlockResult = 'ignored' | 'stored' | 'verified' | 'failed';
+
+interface InFlight {
+  buf: Buffer;
+  /** Identities of the peers that sent blocks of it (for strikes). */
+  from: string[];
+}
+
+/**
+ * Invariant: a piece has a buffer here iff at least one of its blocks was accepted by the picker
+ * since it was last verified or failed.
+ */
+export class PieceAssembler {
+  /** CANCELs due after the last {@link block} call (endgame duplicates). */
+  readonly cancels: Array<{ peer: PeerKey; req: BlockRequest }> = [];
+  /** Who sent the piece that last failed. */
+  lastContributors: string[] = [];
+  /** Blocks dropped as unrequested or duplicate, in bytes. */
+  wasted = 0;
+  private readonly inflight = new Map<number, InFlight>();
+  private readonly pool: BufferPool;
+
+  constructor(private readonly manifest: Manifest, private readonly part: PartFile, private readonly picker: Picker) {
+    this.pool = new BufferPool(manifest.pieceLength);
+  }
+
+  /** Pieces with a buffer (partially received). */
+  get piecesInFlight(): number { return this.inflight.size; }
+
+  /**
+   * A block from peer `peer` (identity `who`). Throws CoterieError IO if the verified piece
+   * cannot be written (the download cannot go on).
+   */
+  block(peer: PeerKey, who: string, piece: number, begin: number, data: Buffer): BlockResult {
+    const picker = this.picker;
+    this.cancels.length = 0;
+    // A block of another length than the one we asked for answers no request of ours.
+    if (picker.blockLength(piece, begin) !== data.length || !picker.blockReceived(peer, piece, begin, this.cancels)) {
+      this.wasted += data.length;
+      return 'ignored';
+    }
+    let f = this.inflight.get(piece);
+    if (f === undefined) {
+      f = { buf: this.pool.take(), from: [] };
+      this.inflight.set(piece, f);
+    }
+    data.copy(f.buf, begin);
+    const from = f.from;
+    if (from.length === 0 || (from[from.length - 1] !== who && !from.includes(who))) from.push(who);
+    if (!picker.pieceReceived(piece)) return 'stored';
+    return this.verify(piece, f);
+  }
+
+  private verify(piece: number, f: InFlight): BlockResult {
+    const m = this.manifest;
+    const size = piece === m.pieceCount - 1 ? m.length - piece * m.pieceLength : m.pieceLength;
+    const digest = createHash('sha1').update(f.buf.subarray(0, size)).digest();
+    this.inflight.delete(piece);
+    if (!digest.equals(m.pieces.subarray(piece * 20, piece * 20 + 20))) {
+      this.pool.give(f.buf);
+      this.picker.pieceFailed(piece);
+      this.lastContributors = f.from;
+      return 'failed';
+    }
+    try {
+      this.part.writePiece(piece, f.buf, size);
+    } finally {
+      this.pool.give(f.buf);
+    }
+    this.picker.pieceVerified(piece);
+    return 'verified';
+  }
+
+  /** Drops the partial pieces (pause, failure, completion). */
+  dispose(): void {
+    for (const f of this.inflight.values()) this.pool.give(f.buf);
+    this.inflight.clear();
+    this.pool.drain();
+  }
+}

@@ -1,0 +1,438 @@
+/**
+ * One download: the peers it talks to, the picker that decides what to ask each for, and the
+ * assembly of blocks into verified pieces on disk ({@link PieceAssembler}). Connections are
+ * symmetric: the download serves its verified pieces to every connected peer (ours and incoming).
+ *
+ * Peers: at most {@link MAX_PEERS} connections; fresh peers from `refreshPeers` every 5 s and at
+ * once when starved. A peer whose blocks fail verification gets strikes (banned at once when it
+ * alone sent a bad piece, after {@link STRIKES_TO_BAN} otherwise); a banned peer is dropped and
+ * never reconnected. A peer that sends no block for {@link STALL_MS} while requests are
+ * outstanding has its requests given to others and gets a shallow pipeline until it delivers.
+ */
+import type { Logger } from 'pino';
+import { CoterieError, describe } from '../common/errors.js';
+import { parseEndpoint, formatEndpoint, type Endpoint } from '../common/config.js';
+import type { DownloadSpec, DownloadStatus, Manifest, PeerInfo, ResumeStore } from './api.js';
+import { PieceAssembler } from './assembler.js';
+import { Picker, type BlockRequest } from './picker/index.js';
+import type { TorrentHost } from './peer-server.js';
+import { RateMeter, type Clock, type TokenBucket } from './rate-limit.js';
+import { CLIENT_VERSION, type HostContext } from './seed-host.js';
+import { PeerSession, type SessionOwner, type SessionTorrent } from './session.js';
+import { dial } from './socket-link.js';
+import { PartFile } from './storage.js';
+import { Unchoker } from './unchoker.js';
+import { Uploader } from './uploader.js';
+
+export const MAX_PEERS = 30;
+export const STALL_MS = 5_000;
+export const REFRESH_MS = 5_000;
+/** When starved (no peer with anything for us), ask for peers again after this long. */
+export const STARVED_REFRESH_MS = 1_000;
+export const STRIKES_TO_BAN = 3;
+/** Pipeline depth for a peer that stalled, until it delivers again. */
+const SNUBBED_DEPTH = 4;
+
+/** What a download needs from the engine. */
+export interface DownloadContext extends HostContext {
+  clock: Clock;
+  resume: ResumeStore;
+  downLimiter: TokenBucket | null;
+  /** Our peer server's address (never dial it). */
+  self: () => Endpoint;
+  /** Become (or stop being) the host of this info-hash for incoming peers. */
+  register(d: Download): void;
+  unregister(d: Download): void;
+  /** The file is complete and renamed: the engine seeds it and takes these sessions over. */
+  completed(d: Download, sessions: PeerSession[]): void;
+  /** Max pipeline depth override (benchmarks). */
+  maxPipeline?: number;
+}
+
+export class Download implements TorrentHost, SessionOwner {
+  readonly manifest: Manifest;
+  readonly torrent: SessionTorrent;
+  state: DownloadStatus['state'] = 'downloading';
+  error: Error | undefined;
+  /** Pieces verified by this run (resumed pieces excluded). */
+  piecesFetched = 0;
+
+  private part: PartFile | null = null;
+  private picker: Picker | null = null;
+  private asm: PieceAssembler | null = null;
+  private readonly log: Logger;
+  private readonly sessions = new Map<number, PeerSession>();
+  /** Dialled or known listen addresses -> session. */
+  private readonly byAddr = new Map<string, PeerSession>();
+  private readonly identity = new WeakMap<PeerSession, string>();
+  private readonly peerIds = new Map<string, PeerSession>();
+  private readonly banned = new Set<string>();
+  private readonly bannedIds = new Set<string>();
+  private readonly strikes = new Map<string, number>();
+  private readonly snubbed = new Set<number>();
+  private readonly joined = new Set<number>();
+  private readonly unchoker: Unchoker;
+  private readonly meter: RateMeter;
+  private readonly reqs: BlockRequest[] = [];
+  private ticket: string | undefined;
+  private lastRefresh = 0;
+  private refreshing = false;
+  private firstPieceSent = false;
+  private refillTimer: NodeJS.Timeout | null = null;
+  private finishing = false;
+  private readonly done: Promise<void>;
+  private resolveDone!: () => void;
+
+  constructor(readonly spec: DownloadSpec, private readonly ctx: DownloadContext) {
+    this.manifest = spec.manifest;
+    this.ticket = spec.ticket;
+    this.log = ctx.logger.child({ download: spec.id, file: spec.manifest.name });
+    const m = spec.manifest;
+    this.torrent = {
+      infoHash: m.infoHash,
+      geometry: { pieceCount: m.pieceCount, pieceLength: m.pieceLength, totalLength: m.length },
+      peerId: ctx.peerId,
+      // No ticket towards peers that dial us: a ticket is a credential, shown only to seeders we chose.
+      ext: { m: {}, v: CLIENT_VERSION, p: ctx.listenPort(), reqq: 512 },
+    };
+    this.unchoker = new Unchoker((s) => s.down.rate() + s.up.rate());
+    this.meter = new RateMeter(ctx.clock);
+    this.done = new Promise((r) => { this.resolveDone = r; });
+  }
+
+  /** Resolves when the download stops running (complete, failed or paused). */
+  get finished(): Promise<void> { return this.done; }
+
+  get running(): boolean { return this.state === 'downloading'; }
+
+  groups(): string[] { return [this.spec.group]; }
+
+  /** Opens the .part (resuming), then starts connecting. Errors end the download (onDone). */
+  async start(): Promise<void> {
+    const m = this.manifest;
+    try {
+      this.part = await PartFile.open({
+        id: this.spec.id, manifest: m, destPath: this.spec.destPath, resume: this.ctx.resume, clock: this.ctx.clock,
+      });
+    } catch (err) {
+      this.fail(err as Error);
+      return;
+    }
+    if (this.state !== 'downloading') { this.part.close(); return; }
+    const part = this.part;
+    this.log.info({ resumed: part.have.count, mode: part.mode, pieces: m.pieceCount }, 'download started');
+    this.picker = new Picker({ pieceCount: m.pieceCount, pieceLength: m.pieceLength, totalLength: m.length }, part.have);
+    this.asm = new PieceAssembler(m, part, this.picker);
+    if (part.have.count > 0) this.firstPiece();
+    if (this.picker.complete) { void this.complete(); return; }
+    this.ctx.register(this);
+    this.connect(this.spec.peers);
+    this.lastRefresh = this.ctx.clock();
+  }
+
+  // ------------------------------------------------------------------------------ peers
+
+  private torrentFor(): SessionTorrent {
+    return { ...this.torrent, ext: { ...this.torrent.ext, p: this.ctx.listenPort(), ticket: this.ticket, group: this.spec.group } };
+  }
+
+  /** Dials peers we are not connected to, up to the cap. */
+  connect(peers: PeerInfo[]): void {
+    if (this.state !== 'downloading' || this.finishing) return;
+    const self = this.ctx.self();
+    for (const p of peers) {
+      if (this.sessions.size >= MAX_PEERS) break;
+      let ep: Endpoint;
+      try { ep = parseEndpoint(p.addr); } catch { continue; }
+      const addr = formatEndpoint(ep);
+      if (this.banned.has(addr) || this.byAddr.has(addr)) continue;
+      if (ep.port === self.port && (ep.host === self.host || self.host === '0.0.0.0' || self.host === '::')) continue;
+      const s = dial(ep.host, ep.port, (t) => new PeerSession({ transport: t, owner: this, torrent: this.torrentFor(), clock: this.ctx.clock, remote: addr }));
+      this.sessions.set(s.key, s);
+      this.byAddr.set(addr, s);
+      this.identity.set(s, addr);
+    }
+  }
+
+  adopt(s: PeerSession): void {
+    s.owner = this;
+    const ip = s.remote.slice(0, s.remote.lastIndexOf(':'));
+    const port = s.peerExt?.p;
+    const id = port ? formatEndpoint({ host: ip, port }) : s.remote;
+    this.identity.set(s, id);
+    if (this.banned.has(id) || this.sessions.size >= MAX_PEERS + 10) { s.close(); return; }
+    this.sessions.set(s.key, s);
+    if (port && !this.byAddr.has(id)) this.byAddr.set(id, s);
+    this.onActive(s);
+  }
+
+  onActive(s: PeerSession): void {
+    const idHex = s.peerHandshake!.peerId.toString('hex');
+    if (s.peerHandshake!.peerId.equals(this.ctx.peerId)) { s.close(new CoterieError('NOT_A_PEER', 'connected to ourselves')); return; }
+    if (this.bannedIds.has(idHex)) { s.close(new CoterieError('ACCESS_DENIED', 'banned peer')); return; }
+    const other = this.peerIds.get(idHex);
+    if (other && other !== s && !other.closed) { s.close(); return; } // one connection per peer is enough
+    this.peerIds.set(idHex, s);
+    const picker = this.picker;
+    if (!picker || this.state !== 'downloading') { s.close(); return; }
+    s.sendBitfield(picker.have);
+    s.uploader = new Uploader(s, this.part!, this.ctx.upLimiter);
+    this.unchoker.add(s);
+    if (s.peerInterested) this.unchoker.interestChanged();
+  }
+
+  onPeerPieces(s: PeerSession): void {
+    const picker = this.picker;
+    if (!picker) return;
+    const has = s.peerHas!;
+    picker.peerJoined(s.key, has.full ? 'all' : has);
+    this.joined.add(s.key);
+    this.updateInterest(s);
+  }
+
+  onHave(s: PeerSession, piece: number): void {
+    const picker = this.picker;
+    if (!picker) return;
+    picker.peerHave(s.key, piece);
+    if (!s.amInterested) this.updateInterest(s);
+  }
+
+  private updateInterest(s: PeerSession): void {
+    const picker = this.picker;
+    if (!picker || !this.joined.has(s.key)) return;
+    const want = !this.finishing && picker.isInteresting(s.key);
+    s.setInterested(want);
+    if (want) this.refill(s);
+  }
+
+  onChoke(s: PeerSession): void { this.picker?.peerChoked(s.key); }
+  onUnchoke(s: PeerSession): void { this.refill(s); }
+  onInterest(): void { this.unchoker.interestChanged(); }
+  onReadDone(s: PeerSession): void { this.refill(s); }
+
+  onBlock(s: PeerSession, piece: number, begin: number, data: Buffer): void {
+    const asm = this.asm;
+    if (!asm || this.state !== 'downloading') return;
+    if (this.snubbed.size !== 0) this.snubbed.delete(s.key);
+    this.meter.add(data.length, s.now);
+    let r: ReturnType<PieceAssembler['block']>;
+    try {
+      r = asm.block(s.key, this.identity.get(s) ?? s.remote, piece, begin, data);
+    } catch (err) {
+      if (err instanceof CoterieError && err.code === 'IO') { this.fail(err); return; }
+      throw err; // a ProtocolError: closes this session only
+    }
+    for (const c of asm.cancels) this.sessions.get(c.peer)?.sendCancel(c.req);
+    if (r === 'verified') this.pieceVerified(piece);
+    else if (r === 'failed') this.pieceFailed(piece, asm.lastContributors);
+  }
+
+  private pieceVerified(piece: number): void {
+    this.piecesFetched++;
+    this.firstPiece();
+    const picker = this.picker!;
+    for (const s of this.sessions.values()) {
+      if (s.state !== 'active') continue;
+      // HAVE suppression: a peer that has the piece does not need to hear about it.
+      if (!s.peerHas!.get(piece)) s.sendHave(piece);
+      if (s.amInterested && !picker.isInteresting(s.key)) s.setInterested(false);
+    }
+    if (picker.complete) void this.complete();
+  }
+
+  private pieceFailed(piece: number, from: string[]): void {
+    this.log.warn({ piece, from }, 'piece failed its hash check');
+    if (from.length === 1) { this.ban(from[0]!); return; }
+    for (const id of from) {
+      const n = (this.strikes.get(id) ?? 0) + 1;
+      this.strikes.set(id, n);
+      if (n >= STRIKES_TO_BAN) this.ban(id);
+    }
+  }
+
+  private ban(id: string): void {
+    if (this.banned.has(id)) return;
+    this.banned.add(id);
+    this.log.warn({ peer: id }, 'peer banned: it sent data that failed verification');
+    for (const s of [...this.sessions.values()]) {
+      if (this.identity.get(s) !== id) continue;
+      if (s.peerHandshake) this.bannedIds.add(s.peerHandshake.peerId.toString('hex'));
+      s.close(new CoterieError('INTEGRITY', `peer ${id} banned`));
+    }
+  }
+
+  /** Addresses banned by this download (for status and tests). */
+  get bannedPeers(): string[] { return [...this.banned]; }
+
+  private firstPiece(): void {
+    if (this.firstPieceSent) return;
+    this.firstPieceSent = true;
+    try { this.spec.onFirstPiece?.(); } catch (err) { this.log.warn({ err: describe(err) }, 'onFirstPiece failed'); }
+  }
+
+  /** Tops up the requests in flight to `s` in one batch. */
+  private refill(s: PeerSession): void {
+    const picker = this.picker;
+    if (!picker || this.state !== 'downloading' || this.finishing || s.peerChoking || !s.amInterested || s.state !== 'active') return;
+    const depth = this.snubbed.has(s.key) ? SNUBBED_DEPTH : s.pipelineDepth(this.ctx.maxPipeline);
+    const out = picker.outstanding(s.key);
+    // Refill in batches of a quarter of the pipeline: one write for many requests (PERF-NOTES).
+    if (out > depth - (depth >> 2)) return;
+    const lim = this.ctx.downLimiter;
+    if (lim !== null) {
+      const d = lim.delay();
+      if (d > 0) { this.refillLater(d); return; }
+    }
+    const reqs = this.reqs;
+    reqs.length = 0;
+    const n = picker.next(s.key, depth - out, reqs);
+    if (n === 0) {
+      if (!picker.isInteresting(s.key)) s.setInterested(false);
+      return;
+    }
+    s.sendRequests(reqs, 0, n);
+    if (lim !== null) {
+      let bytes = 0;
+      for (let i = 0; i < n; i++) bytes += reqs[i]!.length;
+      lim.reserve(bytes);
+    }
+  }
+
+  private refillLater(ms: number): void {
+    if (this.refillTimer !== null) return;
+    this.refillTimer = setTimeout(() => {
+      this.refillTimer = null;
+      for (const s of this.sessions.values()) this.refill(s);
+    }, ms);
+    this.refillTimer.unref();
+  }
+
+  onClose(s: PeerSession, err?: Error): void {
+    if (this.sessions.get(s.key) === s) this.sessions.delete(s.key);
+    const id = this.identity.get(s);
+    if (id !== undefined && this.byAddr.get(id) === s) this.byAddr.delete(id);
+    if (s.peerHandshake) {
+      const hex = s.peerHandshake.peerId.toString('hex');
+      if (this.peerIds.get(hex) === s) this.peerIds.delete(hex);
+    }
+    this.snubbed.delete(s.key);
+    if (this.joined.delete(s.key)) this.picker?.peerLeft(s.key);
+    this.unchoker.remove(s);
+    if (err) this.log.debug({ peer: s.remote, err: describe(err) }, 'peer closed');
+    // Its requests went back to the pool: other peers may take them now.
+    if (this.state === 'downloading') for (const o of this.sessions.values()) this.refill(o);
+  }
+
+  // ------------------------------------------------------------------------------ timers
+
+  /** Timeouts, stalls, unchoke rounds, peer refresh; the engine calls it about once a second. */
+  tick(now: number): void {
+    if (this.state !== 'downloading') return;
+    for (const s of [...this.sessions.values()]) s.tick();
+    const picker = this.picker;
+    if (!picker) return;
+    let useful = 0;
+    for (const s of this.sessions.values()) {
+      if (s.state !== 'active') continue;
+      if (picker.outstanding(s.key) > 0 && now - s.lastBlockAt > STALL_MS && !this.snubbed.has(s.key)) {
+        this.log.debug({ peer: s.remote, outstanding: picker.outstanding(s.key) }, 'peer stalled: requests moved to other peers');
+        this.snubbed.add(s.key);
+        picker.peerChoked(s.key);
+      }
+      if (this.joined.has(s.key) && picker.isInteresting(s.key)) useful++;
+      this.refill(s);
+    }
+    this.unchoker.tick(now);
+    const starved = useful === 0;
+    if (!this.finishing && (now - this.lastRefresh >= REFRESH_MS || (starved && now - this.lastRefresh >= STARVED_REFRESH_MS))) this.refresh(now);
+  }
+
+  private refresh(now: number): void {
+    if (this.refreshing) return;
+    this.refreshing = true;
+    this.lastRefresh = now;
+    this.spec.refreshPeers().then(({ peers, ticket }) => {
+      if (ticket !== undefined) this.ticket = ticket;
+      this.connect(peers);
+    }, (err: unknown) => {
+      this.log.warn({ err: describe(err) }, 'peer refresh failed');
+    }).finally(() => { this.refreshing = false; });
+  }
+
+  // -------------------------------------------------------------------------- completion
+
+  private async complete(): Promise<void> {
+    if (this.finishing) return;
+    this.finishing = true;
+    for (const s of this.sessions.values()) s.setInterested(false);
+    const part = this.part!;
+    try {
+      await part.finish(this.spec.sha256);
+    } catch (err) {
+      this.fail(err as Error);
+      return;
+    }
+    if (this.state !== 'downloading') return;
+    this.state = 'complete';
+    this.log.info({ fetched: this.piecesFetched }, 'download complete');
+    this.stopTimers();
+    this.ctx.unregister(this);
+    const live = [...this.sessions.values()].filter((s) => s.state === 'active');
+    this.sessions.clear();
+    this.ctx.completed(this, live);
+    this.asm?.dispose();
+    this.resolveDone();
+    try { this.spec.onDone?.({ ok: true }); } catch (err) { this.log.warn({ err: describe(err) }, 'onDone failed'); }
+  }
+
+  private fail(err: Error): void {
+    if (this.state !== 'downloading') return;
+    this.state = 'failed';
+    this.error = err;
+    this.log.error({ err: describe(err) }, 'download failed');
+    this.shutdown();
+    try { this.spec.onDone?.({ ok: false, error: err }); } catch (e) { this.log.warn({ err: describe(e) }, 'onDone failed'); }
+  }
+
+  /** Stops, keeping verified pieces for a later resume. */
+  pause(): void {
+    if (this.state !== 'downloading') return;
+    this.state = 'paused';
+    this.shutdown();
+  }
+
+  private shutdown(): void {
+    this.stopTimers();
+    this.ctx.unregister(this);
+    for (const s of [...this.sessions.values()]) s.close();
+    this.sessions.clear();
+    this.asm?.dispose();
+    this.part?.close();
+    this.resolveDone();
+  }
+
+  private stopTimers(): void {
+    if (this.refillTimer !== null) { clearTimeout(this.refillTimer); this.refillTimer = null; }
+  }
+
+  status(): DownloadStatus {
+    const m = this.manifest;
+    const have = this.picker?.have ?? this.part?.have;
+    let bytesDone = 0;
+    if (this.state === 'complete') bytesDone = m.length;
+    else if (have) {
+      bytesDone = have.count * m.pieceLength;
+      if (m.pieceCount > 0 && have.get(m.pieceCount - 1)) bytesDone -= m.pieceCount * m.pieceLength - m.length;
+    }
+    const rate = this.state === 'downloading' ? this.meter.rate() : 0;
+    let peers = 0;
+    for (const s of this.sessions.values()) if (s.state === 'active') peers++;
+    return {
+      id: this.spec.id, group: this.spec.group, name: m.name, destPath: this.spec.destPath, state: this.state,
+      bytesDone, length: m.length, rate,
+      etaSeconds: this.state === 'complete' ? 0 : rate > 0 ? Math.ceil((m.length - bytesDone) / rate) : null,
+      peers,
+      ...(this.error ? { error: this.error.message } : {}),
+    };
+  }
+}

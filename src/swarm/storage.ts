@@ -1,0 +1,351 @@
+/**
+ * Disk I/O of the swarm: positional reads of seeded files through a bounded cache of open file
+ * descriptors, the `<dest>.part` file of a download (one synchronous positional write per
+ * verified piece, resume state, the final whole-file SHA-256 check and rename), and a pool of
+ * piece buffers.
+ *
+ * Why synchronous I/O on the event loop: PERF-NOTES measured one `writeSync` per verified piece
+ * at 850 MB/s against 754 MB/s for asynchronous writes through the thread pool and 388 MB/s for
+ * per-block writes; page-cache reads for seeding are memory copies. The cost is that a disk that
+ * blocks (writeback throttling) stalls the loop for that long; the write is one piece at most.
+ */
+import { createHash } from 'node:crypto';
+import * as nodeFs from 'node:fs';
+import { CoterieError, IntegrityError } from '../common/errors.js';
+import type { Manifest, ResumeStore } from './api.js';
+import { Bitfield } from './bitfield.js';
+import type { BlockSource } from './uploader.js';
+import { monotonicMs, type Clock } from './rate-limit.js';
+
+/** Reads per chunk when streaming a whole file (SHA-256 check, resume re-hash). */
+const STREAM_CHUNK = 4 * 1024 * 1024;
+
+function ioError(what: string, e: unknown): CoterieError {
+  const code = (e as { code?: string } | undefined)?.code;
+  const hint = code === 'ENOSPC' ? ' (disk full)' : code === 'EACCES' || code === 'EPERM' || code === 'EROFS' ? ' (not writable)'
+    : code === 'ENOENT' || code === 'ENOTDIR' ? ' (no such directory)' : '';
+  return new CoterieError('IO', `${what}${code ? `: ${code}` : ''}${hint}`, { cause: e });
+}
+
+// --------------------------------------------------------------------------- buffer pool
+
+/**
+ * Free piece buffers of one size. Buffers are taken when a piece's first block arrives and given
+ * back after its write, so the pool holds at most the peak number of pieces in flight (memory
+ * flat in the file size). Reuse matters: first touch of fresh memory is slow on this VM.
+ */
+export class BufferPool {
+  private readonly free: Buffer[] = [];
+  /** Buffers handed out and not yet returned. */
+  out = 0;
+
+  constructor(readonly size: number, private readonly maxFree = 64) {}
+
+  take(): Buffer {
+    this.out++;
+    return this.free.pop() ?? Buffer.allocUnsafeSlow(this.size);
+  }
+
+  give(b: Buffer): void {
+    this.out--;
+    if (b.length === this.size && this.free.length < this.maxFree) this.free.push(b);
+  }
+
+  /** Drops the free buffers (the download is over). */
+  drain(): void { this.free.length = 0; }
+}
+
+// ------------------------------------------------------------------------ read-only files
+
+/**
+ * A bounded LRU of read-only file descriptors for seeded files, so that sharing thousands of
+ * files does not hold thousands of descriptors. All use is synchronous, so an evicted descriptor
+ * is never in use.
+ */
+export class FdCache {
+  private readonly fds = new Map<string, number>();
+
+  constructor(private readonly max = 64) {}
+
+  /** An open descriptor for `path`; with `expectSize`, an IO error if the file's size differs. */
+  get(path: string, expectSize?: number): number {
+    const fd = this.fds.get(path);
+    if (fd !== undefined) {
+      // Re-insert: Map iteration order is insertion order, so the first key is the LRU one.
+      this.fds.delete(path);
+      this.fds.set(path, fd);
+      return fd;
+    }
+    let nfd: number;
+    try { nfd = nodeFs.openSync(path, 'r'); } catch (e) { throw ioError(`cannot open ${path}`, e); }
+    if (expectSize !== undefined) {
+      const size = nodeFs.fstatSync(nfd).size;
+      if (size !== expectSize) {
+        nodeFs.closeSync(nfd);
+        throw new CoterieError('IO', `${path} is ${size} bytes, but ${expectSize} were shared: the file changed`);
+      }
+    }
+    this.fds.set(path, nfd);
+    while (this.fds.size > this.max) {
+      const [k, v] = this.fds.entries().next().value as [string, number];
+      this.fds.delete(k);
+      try { nodeFs.closeSync(v); } catch { /* ignore */ }
+    }
+    return nfd;
+  }
+
+  drop(path: string): void {
+    const fd = this.fds.get(path);
+    if (fd === undefined) return;
+    this.fds.delete(path);
+    try { nodeFs.closeSync(fd); } catch { /* ignore */ }
+  }
+
+  closeAll(): void {
+    for (const p of [...this.fds.keys()]) this.drop(p);
+  }
+}
+
+/** Reads exactly `total` bytes into `views` from `position`, or throws. */
+function readvExact(fd: number, views: Buffer[], position: number, total: number, what: string): void {
+  let got: number;
+  try { got = nodeFs.readvSync(fd, views, position); } catch (e) { throw ioError(`cannot read ${what}`, e); }
+  if (got === total) return;
+  // A short read from a regular file means it ended early; finish view by view to be sure.
+  let pos = position + got;
+  let skip = got;
+  for (const v of views) {
+    if (skip >= v.length) { skip -= v.length; continue; }
+    let off = skip;
+    skip = 0;
+    while (off < v.length) {
+      let n: number;
+      try { n = nodeFs.readSync(fd, v, off, v.length - off, pos); } catch (e) { throw ioError(`cannot read ${what}`, e); }
+      if (n === 0) throw new CoterieError('IO', `${what} is shorter than its manifest says: the file changed`);
+      off += n; pos += n;
+    }
+  }
+}
+
+/** A complete shared file, served by positional reads. */
+export class SeedSource implements BlockSource {
+  readonly pieceLength: number;
+
+  constructor(readonly path: string, readonly manifest: Manifest, private readonly cache: FdCache) {
+    this.pieceLength = manifest.pieceLength;
+  }
+
+  has(piece: number): boolean { return piece >= 0 && piece < this.manifest.pieceCount; }
+
+  readBlocks(views: Buffer[], position: number, total: number): void {
+    const fd = this.cache.get(this.path, this.manifest.length);
+    readvExact(fd, views, position, total, this.path);
+  }
+}
+
+// ------------------------------------------------------------------------------ part file
+
+/** Positional write used by {@link PartFile}; injectable so tests can simulate a full disk. */
+export type WriteFn = (fd: number, buf: Buffer, off: number, len: number, position: number) => number;
+
+export interface PartFileOptions {
+  /** Resume key. */
+  id: string;
+  manifest: Manifest;
+  /** Final path; data goes to `${destPath}.part`. */
+  destPath: string;
+  resume: ResumeStore;
+  clock?: Clock;
+  /** Resume state is saved at most this often while pieces arrive. Default 250 ms. */
+  saveEveryMs?: number;
+  write?: WriteFn;
+  /** Called with (pieces checked, total) while an untrusted .part is re-hashed. */
+  onRehash?: (done: number, total: number) => void;
+}
+
+/** How the verified set was obtained when the .part was opened. */
+export type ResumeMode = 'fresh' | 'trusted' | 'rehashed';
+
+const defaultWrite: WriteFn = (fd, buf, off, len, position) => nodeFs.writeSync(fd, buf, off, len, position);
+
+/**
+ * A download's data on disk, written in place to `<dest>.part`. Invariants: `have` marks exactly
+ * the pieces whose verified bytes were written (or found on disk with the right hash); the file is
+ * `manifest.length` bytes long from open on; it is renamed to `destPath` only after the whole-file
+ * SHA-256 matched. Serves its verified pieces to other peers ({@link BlockSource}).
+ */
+export class PartFile implements BlockSource {
+  readonly partPath: string;
+  readonly pieceLength: number;
+  readonly have: Bitfield;
+  mode: ResumeMode = 'fresh';
+  private fd: number;
+  private dirty = false;
+  private saveTimer: NodeJS.Timeout | null = null;
+  private lastSave = 0;
+  private readonly clock: Clock;
+  private readonly saveEvery: number;
+  private readonly write: WriteFn;
+
+  private constructor(private readonly opts: PartFileOptions, fd: number, have: Bitfield) {
+    this.partPath = `${opts.destPath}.part`;
+    this.pieceLength = opts.manifest.pieceLength;
+    this.fd = fd;
+    this.have = have;
+    this.clock = opts.clock ?? monotonicMs;
+    this.saveEvery = opts.saveEveryMs ?? 250;
+    this.write = opts.write ?? defaultWrite;
+  }
+
+  /**
+   * Opens (or creates) the .part file and works out which pieces it already holds: the saved
+   * resume record if the file's size and mtime still match it, else a re-hash of every piece.
+   * Throws CoterieError IO when the destination cannot be created.
+   */
+  static async open(opts: PartFileOptions): Promise<PartFile> {
+    const m = opts.manifest;
+    const partPath = `${opts.destPath}.part`;
+    let fd: number;
+    let existed = true;
+    try {
+      fd = nodeFs.openSync(partPath, 'r+');
+    } catch (e) {
+      if ((e as { code?: string }).code !== 'ENOENT') throw ioError(`cannot open ${partPath}`, e);
+      existed = false;
+      try { fd = nodeFs.openSync(partPath, 'w+'); } catch (e2) { throw ioError(`cannot create ${partPath}`, e2); }
+    }
+    try {
+      const st = nodeFs.fstatSync(fd);
+      const rec = existed ? opts.resume.load(opts.id) : undefined;
+      let have = new Bitfield(m.pieceCount);
+      let mode: ResumeMode = 'fresh';
+      if (rec && rec.partSize === st.size && rec.partMtimeMs === st.mtimeMs && rec.bitfield.length === ((m.pieceCount + 7) >>> 3)) {
+        try { have = new Bitfield(m.pieceCount, rec.bitfield); mode = 'trusted'; } catch { /* malformed record: re-hash */ }
+      }
+      if (mode === 'fresh' && existed && st.size > 0) {
+        have = await rehash(fd, m, Math.min(st.size, m.length), opts.onRehash);
+        mode = 'rehashed';
+      }
+      if (st.size !== m.length) {
+        try { nodeFs.ftruncateSync(fd, m.length); } catch (e) { throw ioError(`cannot size ${partPath}`, e); }
+      }
+      const pf = new PartFile(opts, fd, have);
+      pf.mode = mode;
+      if (mode === 'rehashed') pf.saveNow();
+      return pf;
+    } catch (e) {
+      try { nodeFs.closeSync(fd); } catch { /* ignore */ }
+      throw e;
+    }
+  }
+
+  has(piece: number): boolean { return piece >= 0 && piece < this.have.length && this.have.get(piece); }
+
+  readBlocks(views: Buffer[], position: number, total: number): void {
+    readvExact(this.fd, views, position, total, this.partPath);
+  }
+
+  /**
+   * Writes a verified piece with one positional write and records it. Throws CoterieError IO
+   * (disk full, I/O error): the download cannot go on.
+   */
+  writePiece(index: number, buf: Buffer, length: number): void {
+    let off = 0;
+    const pos = index * this.pieceLength;
+    while (off < length) {
+      let n: number;
+      try { n = this.write(this.fd, buf, off, length - off, pos + off); } catch (e) { throw ioError(`cannot write ${this.partPath}`, e); }
+      if (n <= 0) throw new CoterieError('IO', `cannot write ${this.partPath}: no progress`);
+      off += n;
+    }
+    this.have.set(index);
+    this.dirty = true;
+    this.scheduleSave();
+  }
+
+  private scheduleSave(): void {
+    if (this.saveTimer !== null) return;
+    const wait = Math.max(0, this.lastSave + this.saveEvery - this.clock());
+    this.saveTimer = setTimeout(() => { this.saveTimer = null; if (this.dirty) this.saveNow(); }, wait);
+    this.saveTimer.unref();
+  }
+
+  /** Saves the verified set with the file's current size and mtime (pause, completion, tests). */
+  saveNow(): void {
+    if (this.fd < 0) return;
+    if (this.saveTimer !== null) { clearTimeout(this.saveTimer); this.saveTimer = null; }
+    const st = nodeFs.fstatSync(this.fd);
+    this.opts.resume.save(this.opts.id, this.have.toBuffer(), st.size, st.mtimeMs);
+    this.dirty = false;
+    this.lastSave = this.clock();
+  }
+
+  /**
+   * Every piece is in: checks the whole-file SHA-256 (streamed with one reused buffer), then
+   * renames the .part to its final name and drops the resume record. Throws IntegrityError if
+   * the hash differs (nothing is renamed), CoterieError IO on I/O errors.
+   */
+  async finish(sha256Hex: string): Promise<void> {
+    if (!this.have.full) throw new Error('finish() before every piece is verified');
+    const h = createHash('sha256');
+    const m = this.opts.manifest;
+    const buf = Buffer.allocUnsafe(Math.min(STREAM_CHUNK, Math.max(1, m.length)));
+    let pos = 0;
+    while (pos < m.length) {
+      const want = Math.min(buf.length, m.length - pos);
+      readvExact(this.fd, [buf.subarray(0, want)], pos, want, this.partPath);
+      h.update(buf.subarray(0, want));
+      pos += want;
+      // Keep serving peers and the shell responsive between chunks.
+      if (pos < m.length) await new Promise<void>((r) => setImmediate(r));
+    }
+    const got = h.digest('hex');
+    if (got !== sha256Hex.toLowerCase()) {
+      throw new IntegrityError(`${m.name}: whole-file SHA-256 is ${got}, expected ${sha256Hex}; the shared file's metadata is inconsistent`);
+    }
+    this.close();
+    try { nodeFs.renameSync(this.partPath, this.opts.destPath); } catch (e) { throw ioError(`cannot rename ${this.partPath} to ${this.opts.destPath}`, e); }
+    this.opts.resume.complete(this.opts.id);
+  }
+
+  /** Saves pending resume state and closes the file (pause). */
+  close(): void {
+    if (this.fd < 0) return;
+    if (this.dirty) {
+      try { this.saveNow(); } catch { /* the fd may be broken; nothing more to do */ }
+    }
+    if (this.saveTimer !== null) { clearTimeout(this.saveTimer); this.saveTimer = null; }
+    try { nodeFs.closeSync(this.fd); } catch { /* ignore */ }
+    this.fd = -1;
+  }
+
+  get isOpen(): boolean { return this.fd >= 0; }
+}
+
+/** SHA-1 of every piece present in the first `size` bytes of `fd`; the matching ones. */
+async function rehash(fd: number, m: Manifest, size: number, onProgress?: (done: number, total: number) => void): Promise<Bitfield> {
+  const have = new Bitfield(m.pieceCount);
+  const full = Math.floor(size / m.pieceLength);
+  const lastLen = m.length - (m.pieceCount - 1) * m.pieceLength;
+  // Only pieces wholly inside the file can match (the last one may be short).
+  const checkable = size >= m.length ? m.pieceCount : full;
+  const buf = Buffer.allocUnsafe(m.pieceLength);
+  for (let p = 0; p < checkable; p++) {
+    const len = p === m.pieceCount - 1 ? lastLen : m.pieceLength;
+    let got = 0;
+    while (got < len) {
+      const n = nodeFs.readSync(fd, buf, got, len - got, p * m.pieceLength + got);
+      if (n === 0) break;
+      got += n;
+    }
+    if (got !== len) break;
+    const d = createHash('sha1').update(buf.subarray(0, len)).digest();
+    if (d.equals(m.pieces.subarray(p * 20, p * 20 + 20))) have.set(p);
+    if ((p & 15) === 15) {
+      onProgress?.(p + 1, m.pieceCount);
+      await new Promise<void>((r) => setImmediate(r));
+    }
+  }
+  onProgress?.(checkable, m.pieceCount);
+  return have;
+}
