@@ -14,7 +14,24 @@
  * {@link PROBE_BUDGET} misses the search falls back to one pass over its bitfield ANDed with the
  * candidate bitmap, so one pick costs at most O(pieces / 8 + matches).
  */
+import { popcountByte } from '../bitfield.js';
+
 export const PROBE_BUDGET = 64;
+/** Random probes for a random-first pick before falling back to a scan. */
+export const RANDOM_TRIES = 16;
+
+/**
+ * One peer's memo of its last exhaustive rarest scan: every candidate it has at the minimum
+ * count then. Valid while no count was lowered and no candidate added since (`epoch`) and the peer
+ * gained no piece (the owner resets `epoch` to -1): counts only rose and candidates only left, so
+ * a member still a candidate at count `min` is still a rarest pick, and the members left are all
+ * the ties. This turns a sparse peer's repeated scans into one scan per rarity level.
+ */
+export class RarestMemo {
+  epoch = -1;
+  min = 0;
+  readonly list: number[] = [];
+}
 
 export class Availability {
   /** Per piece, the number of connected non-seed peers that have it. */
@@ -24,6 +41,8 @@ export class Availability {
   /** Candidate pieces in wire-order bits (same layout as a Bitfield), for the bitmap scans. */
   readonly candidates: Uint8Array;
   candidateCount = 0;
+  /** Bumped when a count drops or a candidate appears: the events that invalidate a {@link RarestMemo}. */
+  private lowerEpoch = 0;
   /** levels[c] holds the candidates with counts[p] === c, in random order. */
   private readonly levels: number[][] = [];
   /** Index of a candidate within its level, -1 when the piece is not a candidate. */
@@ -42,6 +61,7 @@ export class Availability {
 
   addCandidate(p: number): void {
     if (this.slot[p]! >= 0) return;
+    this.lowerEpoch++;
     this.insert(p, this.counts[p]!);
     this.candidates[p >>> 3] |= 0x80 >>> (p & 7);
     this.candidateCount++;
@@ -67,6 +87,7 @@ export class Availability {
     const c = this.counts[p]!;
     if (c <= 0) throw new RangeError(`availability of piece ${p} would go negative`);
     this.counts[p] = c - 1;
+    this.lowerEpoch++;
     if (this.slot[p]! >= 0) { this.unlink(p, c); this.insert(p, c - 1); }
   }
 
@@ -81,17 +102,30 @@ export class Availability {
     const empty = this.levels.shift();
     if (empty !== undefined && empty.length !== 0) throw new Error('promoteToSeed: a piece was not counted');
     this.seeds++;
+    this.lowerEpoch++;
   }
 
   /**
    * The rarest candidate among the pieces `has` marks (wire-order bits), or among all candidates
-   * when `has` is null (a seeder); ties broken at random; -1 if there is none.
+   * when `has` is null (a seeder); ties broken at random; -1 if there is none. `memo` is the
+   * peer's own (see {@link RarestMemo}).
    */
-  rarest(has: Uint8Array | null): number {
+  rarest(has: Uint8Array | null, memo: RarestMemo): number {
     const levels = this.levels;
     if (has === null) {
       for (let c = 0; c < levels.length; c++) { const l = levels[c]!; if (l.length > 0) return l[0]!; }
       return -1;
+    }
+    if (memo.epoch === this.lowerEpoch) {
+      const list = memo.list;
+      while (list.length > 0) {
+        // Random member, swap-removed: the tie-break costs one rng call per pick.
+        const i = Math.min(list.length - 1, Math.floor(this.rng() * list.length));
+        const p = list[i]!;
+        list[i] = list[list.length - 1]!;
+        list.pop();
+        if (this.slot[p]! >= 0 && this.counts[p] === memo.min) return p;
+      }
     }
     // Level 0 holds pieces no non-seed peer has, so this (non-seed) peer cannot have them.
     let probes = 0;
@@ -100,7 +134,7 @@ export class Availability {
       for (let i = 0; i < l.length; i++) {
         const p = l[i]!;
         if ((has[p >>> 3]! & (0x80 >>> (p & 7))) !== 0) return p;
-        if (++probes > PROBE_BUDGET) return this.rarestByScan(has);
+        if (++probes > PROBE_BUDGET) return this.rarestByScan(has, memo);
       }
     }
     return -1;
@@ -108,33 +142,46 @@ export class Availability {
 
   /** A uniformly random candidate among those `has` marks (all when null); -1 if none. */
   random(has: Uint8Array | null): number {
-    if (has === null) {
-      if (this.candidateCount === 0) return -1;
-      let r = Math.floor(this.rng() * this.candidateCount);
-      for (const l of this.levels) {
-        if (r < l.length) return l[r]!;
-        r -= l.length;
-      }
-      return -1; // unreachable while candidateCount matches the levels
+    if (this.candidateCount === 0) return -1;
+    // Rejection sampling keeps the pick uniform over the peer's candidates; a sparse peer falls
+    // back to counting them.
+    for (let t = has === null ? 1 : RANDOM_TRIES; t > 0; t--) {
+      const p = this.nth(Math.floor(this.rng() * this.candidateCount));
+      if (p >= 0 && (has === null || (has[p >>> 3]! & (0x80 >>> (p & 7))) !== 0)) return p;
     }
-    // Reservoir sampling over the matches: one pass, no allocation.
+    if (has === null) return -1;
     const cand = this.candidates;
-    let chosen = -1, seen = 0;
+    let n = 0;
+    for (let k = 0; k < cand.length; k++) n += popcountByte(has[k]! & cand[k]!);
+    if (n === 0) return -1;
+    let r = Math.min(n - 1, Math.floor(this.rng() * n));
     for (let k = 0; k < cand.length; k++) {
       let m = has[k]! & cand[k]!;
-      while (m !== 0) {
+      const c = popcountByte(m);
+      if (r >= c) { r -= c; continue; }
+      for (;;) {
         const off = Math.clz32(m) - 24;
+        if (r-- === 0) return k * 8 + off;
         m &= ~(0x80 >>> off);
-        if (this.rng() * ++seen < 1) chosen = k * 8 + off;
       }
     }
-    return chosen;
+    return -1; // unreachable: r < n
   }
 
-  /** The exhaustive form of {@link rarest} for a sparse peer: min count, reservoir tie-break. */
-  private rarestByScan(has: Uint8Array): number {
-    const cand = this.candidates, counts = this.counts;
-    let chosen = -1, best = Infinity, ties = 0;
+  /** The i-th candidate counting through the levels in order; -1 if out of range. */
+  private nth(i: number): number {
+    for (const l of this.levels) {
+      if (i < l.length) return l[i]!;
+      i -= l.length;
+    }
+    return -1;
+  }
+
+  /** The exhaustive form of {@link rarest} for a sparse peer; records every tie in `memo`. */
+  private rarestByScan(has: Uint8Array, memo: RarestMemo): number {
+    const cand = this.candidates, counts = this.counts, list = memo.list;
+    let best = Infinity;
+    list.length = 0;
     for (let k = 0; k < cand.length; k++) {
       let m = has[k]! & cand[k]!;
       while (m !== 0) {
@@ -142,10 +189,17 @@ export class Availability {
         m &= ~(0x80 >>> off);
         const p = k * 8 + off;
         const c = counts[p]!;
-        if (c < best) { best = c; chosen = p; ties = 1; } else if (c === best && this.rng() * ++ties < 1) chosen = p;
+        if (c < best) { best = c; list.length = 0; list.push(p); } else if (c === best) list.push(p);
       }
     }
-    return chosen;
+    memo.epoch = this.lowerEpoch;
+    memo.min = best;
+    if (list.length === 0) return -1;
+    const i = Math.min(list.length - 1, Math.floor(this.rng() * list.length));
+    const p = list[i]!;
+    list[i] = list[list.length - 1]!;
+    list.pop();
+    return p;
   }
 
   /** Puts `p` into level `c` at a random slot (the displaced member moves to the end). */

@@ -5,7 +5,8 @@
  */
 import { ProtocolError } from '../../common/errors.js';
 import { Bitfield, popcountByte } from '../bitfield.js';
-import { Availability } from './availability.js';
+import { Availability, RarestMemo } from './availability.js';
+import { Geometry } from './geometry.js';
 import { IndexSet } from './index-set.js';
 import type { BlockRequest, PeerKey, PickerOptions, PiecePhase } from './types.js';
 
@@ -22,12 +23,18 @@ interface PeerState {
   has: Bitfield | null;
   /** `has.bytes()` (or null), cached for the hot loops. */
   hasBytes: Uint8Array | null;
-  /** Global block indices (piece * blocksPerPiece + block) requested from it and not yet answered. */
-  readonly requests: Set<number>;
+  /**
+   * Blocks requested from it and not yet answered. The blocks themselves are found through
+   * `owner` / `extra` (a per-peer Set would cost two hash operations per block on the hot path;
+   * listing a peer's requests is only needed when it chokes or leaves).
+   */
+  inflight: number;
   /** Pieces it has that we have not verified (unused for seeders). */
   wanted: number;
   /** `freshEpoch` when a search for a new piece for it found nothing: skip until that changes. */
   dryEpoch: number;
+  /** Its rarest-first scan memo (sparse peers only). */
+  readonly memo: RarestMemo;
 }
 
 /**
@@ -35,23 +42,18 @@ interface PeerState {
  * received, and knows how available each piece is.
  *
  * Invariants: a piece is in exactly one state (missing, partial, received, verified; see
- * {@link PiecePhase}); outside endgame a block is requested from at most one peer; every block
- * in flight is in the request set of each peer it was requested from; a received or verified piece
- * is never handed out again unless {@link pieceFailed} resets it.
+ * {@link PiecePhase}); outside endgame a block is requested from at most one peer, in endgame
+ * from at most `endgameDuplicates`; a block in flight is in a partial piece; a received or
+ * verified piece is never handed out again unless {@link pieceFailed} resets it.
  *
  * Cost: next() and blockReceived() are O(1) per block in the common case (a handful of partial
- * pieces, seeders), O(pieces / 8) at worst for a sparse peer. Memory is a few bytes per block of
- * the file (about 6 bytes per 16 KiB block: 400 KB per GiB).
+ * pieces, seeders); a sparse peer pays one O(pieces / 8) scan per rarity level it works through.
+ * peerChoked and peerLeft cost O(blocks of partial pieces). Memory is about 6 bytes per block of
+ * the file (400 KB per GiB at 16 KiB blocks).
  */
 export class Picker {
-  readonly pieceCount: number;
-  readonly pieceLength: number;
-  readonly totalLength: number;
-  readonly blockSize: number;
-  /** Blocks in every piece but the last. */
+  private readonly geo: Geometry;
   private readonly bpp: number;
-  private readonly lastPieceLength: number;
-  private readonly lastPieceBlocks: number;
   private readonly randomFirst: number;
   private readonly dupMax: number;
 
@@ -68,7 +70,7 @@ export class Picker {
   private readonly hint: Int32Array;
   /** Partial pieces with blocks still to request: handed out before any new piece. */
   private readonly open: IndexSet;
-  /** All partial pieces (for endgame duplicates). */
+  /** All partial pieces (for endgame duplicates and for listing a peer's requests). */
   private readonly active: IndexSet;
   private readonly avail: Availability;
   /** MISSING blocks in pieces not verified. Zero (and not complete) means endgame. */
@@ -76,24 +78,16 @@ export class Picker {
   /** Bumped whenever a piece becomes a candidate again, to wake peers that found nothing. */
   private freshEpoch = 0;
   private readonly peers = new Map<PeerKey, PeerState>();
+  /** The last peer looked up: consecutive blocks mostly come from the same peer. */
+  private lastPeer: PeerState | undefined;
 
   constructor(opts: PickerOptions, have?: Bitfield) {
-    const { pieceCount, pieceLength, totalLength } = opts;
-    const blockSize = opts.blockSize ?? 16384;
-    if (!Number.isSafeInteger(pieceCount) || pieceCount < 0 || !Number.isSafeInteger(pieceLength) || pieceLength <= 0
-      || !Number.isSafeInteger(blockSize) || blockSize <= 0 || !Number.isSafeInteger(totalLength)
-      || totalLength > pieceCount * pieceLength || totalLength <= (pieceCount - 1) * pieceLength) {
-      throw new RangeError(`inconsistent picker geometry: ${pieceCount} pieces of ${pieceLength}, ${totalLength} bytes`);
-    }
-    this.pieceCount = pieceCount; this.pieceLength = pieceLength; this.totalLength = totalLength;
-    this.blockSize = blockSize;
-    this.bpp = Math.ceil(pieceLength / blockSize);
-    this.lastPieceLength = pieceCount === 0 ? 0 : totalLength - (pieceCount - 1) * pieceLength;
-    this.lastPieceBlocks = Math.ceil(this.lastPieceLength / blockSize);
+    const geo = new Geometry(opts.pieceCount, opts.pieceLength, opts.totalLength, opts.blockSize ?? 16384);
+    const pieceCount = geo.pieceCount;
+    this.geo = geo;
+    this.bpp = geo.blocksPerPiece;
     this.randomFirst = opts.randomFirstPieces ?? 4;
     this.dupMax = Math.max(1, opts.endgameDuplicates ?? 2);
-    const rng = opts.rng ?? Math.random;
-
     if (have !== undefined && have.length !== pieceCount) throw new RangeError('have bitfield of the wrong length');
     this.haveBf = have === undefined ? new Bitfield(pieceCount) : have.clone();
     const slots = pieceCount * this.bpp;
@@ -105,55 +99,34 @@ export class Picker {
     this.hint = new Int32Array(pieceCount);
     this.open = new IndexSet(pieceCount);
     this.active = new IndexSet(pieceCount);
-    this.avail = new Availability(pieceCount, rng);
+    this.avail = new Availability(pieceCount, opts.rng ?? Math.random);
     for (let p = 0; p < pieceCount; p++) {
       if (this.haveBf.get(p)) { this.pieceState[p] = VERIFIED; continue; }
-      const nb = this.blocksIn(p);
+      const nb = geo.blocksIn(p);
       this.unrequested[p] = nb;
       this.unrequestedTotal += nb;
       this.avail.addCandidate(p);
     }
   }
 
-  // ---- geometry -------------------------------------------------------------------------------
-
-  /** Number of blocks in `piece`. */
-  blocksIn(piece: number): number { return piece === this.pieceCount - 1 ? this.lastPieceBlocks : this.bpp; }
-
-  /** Byte length of `piece`. */
-  pieceSize(piece: number): number { return piece === this.pieceCount - 1 ? this.lastPieceLength : this.pieceLength; }
+  /** The piece and block sizes this picker works with. */
+  get geometry(): Geometry { return this.geo; }
 
   /** The length of the block at `begin` in `piece`, or -1 if that is not a block boundary. */
-  blockLength(piece: number, begin: number): number {
-    if (piece >>> 0 !== piece || piece >= this.pieceCount || begin >>> 0 !== begin || begin % this.blockSize !== 0) return -1;
-    const size = this.pieceSize(piece);
-    return begin < size ? Math.min(this.blockSize, size - begin) : -1;
-  }
-
-  /** Global index of the block at `begin` of `piece`, or -1 if that is not a block. */
-  private blockIndex(piece: number, begin: number): number {
-    if (this.blockLength(piece, begin) < 0) return -1;
-    return piece * this.bpp + begin / this.blockSize;
-  }
-
-  private request(piece: number, b: number): BlockRequest {
-    const begin = b * this.blockSize;
-    const end = piece === this.pieceCount - 1 ? this.lastPieceLength : this.pieceLength;
-    return { piece, begin, length: Math.min(this.blockSize, end - begin) };
-  }
+  blockLength(piece: number, begin: number): number { return this.geo.blockLength(piece, begin); }
 
   // ---- peers ----------------------------------------------------------------------------------
 
   /** A peer connected with these pieces. Joining again under the same key replaces it. */
   peerJoined(peer: PeerKey, has: Bitfield | 'all' | 'none'): void {
     if (this.peers.has(peer)) this.peerLeft(peer);
-    const ps: PeerState = { key: peer, has: null, hasBytes: null, requests: new Set(), wanted: 0, dryEpoch: -1 };
+    const n = this.geo.pieceCount;
+    const ps: PeerState = { key: peer, has: null, hasBytes: null, inflight: 0, wanted: 0, dryEpoch: -1, memo: new RarestMemo() };
+    if (has !== 'all' && has !== 'none' && has.length !== n) throw new ProtocolError('bitfield of the wrong length');
     if (has === 'all' || (has !== 'none' && has.full)) {
-      if (has !== 'all' && has.length !== this.pieceCount) throw new ProtocolError('bitfield of the wrong length');
       this.avail.seeds++;
     } else {
-      const bf = has === 'none' ? new Bitfield(this.pieceCount) : has.clone();
-      if (bf.length !== this.pieceCount) throw new ProtocolError('bitfield of the wrong length');
+      const bf = has === 'none' ? new Bitfield(n) : has.clone();
       ps.has = bf;
       ps.hasBytes = bf.bytes();
       for (const p of bf) this.avail.increment(p);
@@ -164,7 +137,7 @@ export class Picker {
 
   /** The peer announced a piece (HAVE). An unknown peer is taken to have joined with nothing. */
   peerHave(peer: PeerKey, piece: number): void {
-    if (piece >>> 0 !== piece || piece >= this.pieceCount) throw new ProtocolError(`HAVE for piece ${piece} out of range`);
+    if (piece >>> 0 !== piece || piece >= this.geo.pieceCount) throw new ProtocolError(`HAVE for piece ${piece} out of range`);
     let ps = this.peers.get(peer);
     if (ps === undefined) { this.peerJoined(peer, 'none'); ps = this.peers.get(peer)!; }
     const has = ps.has;
@@ -173,6 +146,7 @@ export class Picker {
     this.avail.increment(piece);
     if (this.pieceState[piece] !== VERIFIED) ps.wanted++;
     ps.dryEpoch = -1;
+    ps.memo.epoch = -1;
     if (has.full) {
       // Now a seeder: uncount it per piece, which makes next() for it O(1) from here on.
       this.avail.promoteToSeed();
@@ -189,6 +163,7 @@ export class Picker {
     if (ps.has === null) this.avail.seeds--;
     else for (const p of ps.has) this.avail.decrement(p);
     this.peers.delete(peer);
+    if (this.lastPeer === ps) this.lastPeer = undefined;
   }
 
   /** The peer choked us: BEP 3 says it dropped our requests, so they go back to the pool. */
@@ -200,14 +175,13 @@ export class Picker {
   /** The peer rejected a request, or it timed out: the block goes back to the pool. */
   requestRejected(peer: PeerKey, req: BlockRequest): void {
     const ps = this.peers.get(peer);
-    if (ps === undefined) return;
-    const g = this.blockIndex(req.piece, req.begin);
-    if (g < 0 || !ps.requests.delete(g)) return;
-    this.unlinkRequester(ps.key, g);
+    const g = this.geo.blockIndex(req.piece, req.begin);
+    if (ps === undefined || g < 0 || !this.holds(peer, g)) return;
+    this.unlinkRequester(ps, g);
   }
 
   /** Requests in flight to this peer. */
-  outstanding(peer: PeerKey): number { return this.peers.get(peer)?.requests.size ?? 0; }
+  outstanding(peer: PeerKey): number { return this.peers.get(peer)?.inflight ?? 0; }
 
   /** The peer has a piece we have not verified. O(1). */
   isInteresting(peer: PeerKey): boolean {
@@ -219,9 +193,25 @@ export class Picker {
   /** How many connected peers have `piece`. */
   availability(piece: number): number { return this.avail.of(piece); }
 
+  private peer(key: PeerKey): PeerState | undefined {
+    const last = this.lastPeer;
+    if (last !== undefined && last.key === key) return last;
+    const ps = this.peers.get(key);
+    if (ps !== undefined) this.lastPeer = ps;
+    return ps;
+  }
+
   private hasPiece(ps: PeerState, p: number): boolean {
     const b = ps.hasBytes;
     return b === null || (b[p >>> 3]! & (0x80 >>> (p & 7))) !== 0;
+  }
+
+  /** Block `g` is in flight to `peer`. */
+  private holds(peer: PeerKey, g: number): boolean {
+    if (this.blockState[g] !== REQUESTED) return false;
+    if (this.owner[g] === peer) return true;
+    const ex = this.extra.get(g);
+    return ex !== undefined && ex.includes(peer);
   }
 
   /** Pieces marked in `has` that we have not verified. */
@@ -241,7 +231,7 @@ export class Picker {
    * peers per block). Only pieces the peer has; never a block it already has in flight.
    */
   next(peer: PeerKey, max: number, out: BlockRequest[]): number {
-    const ps = this.peers.get(peer);
+    const ps = this.peer(peer);
     if (ps === undefined || max <= 0 || this.haveBf.full) return 0;
     let n = 0;
     const open = this.open, items = open.items;
@@ -256,7 +246,7 @@ export class Picker {
       i++;
     }
     while (n < max && ps.dryEpoch !== this.freshEpoch) {
-      const p = this.haveBf.count < this.randomFirst ? this.avail.random(ps.hasBytes) : this.avail.rarest(ps.hasBytes);
+      const p = this.haveBf.count < this.randomFirst ? this.avail.random(ps.hasBytes) : this.avail.rarest(ps.hasBytes, ps.memo);
       if (p < 0) { ps.dryEpoch = this.freshEpoch; break; }
       this.avail.removeCandidate(p);
       this.pieceState[p] = ACTIVE;
@@ -270,20 +260,19 @@ export class Picker {
 
   /** Requests up to `k` MISSING blocks of partial piece `p` from `ps`. */
   private take(ps: PeerState, p: number, k: number, out: BlockRequest[]): number {
-    const base = p * this.bpp, state = this.blockState;
+    const base = p * this.bpp, state = this.blockState, owner = this.owner, geo = this.geo, key = ps.key;
     let b = this.hint[p]!, left = this.unrequested[p]!, got = 0;
     while (got < k && left > 0) {
       while (state[base + b] !== MISSING) b++;
-      const g = base + b;
-      state[g] = REQUESTED;
-      this.owner[g] = ps.key;
-      ps.requests.add(g);
-      out.push(this.request(p, b));
+      state[base + b] = REQUESTED;
+      owner[base + b] = key;
+      out.push(geo.request(p, b));
       left--; got++; b++;
     }
     this.hint[p] = b;
     this.unrequested[p] = left;
     this.unrequestedTotal -= got;
+    ps.inflight += got;
     if (left === 0) this.open.delete(p);
     return got;
   }
@@ -295,19 +284,20 @@ export class Picker {
     for (let i = 0; i < act.size && got < k; i++) {
       const p = act.items[i]!;
       if (!this.hasPiece(ps, p)) continue;
-      const base = p * this.bpp, nb = this.blocksIn(p);
+      const base = p * this.bpp, nb = this.geo.blocksIn(p);
       for (let b = 0; b < nb && got < k; b++) {
         const g = base + b;
-        if (state[g] !== REQUESTED || ps.requests.has(g)) continue;
+        if (state[g] !== REQUESTED || this.owner[g] === ps.key) continue;
         let ex = this.extra.get(g);
-        if (1 + (ex?.length ?? 0) >= this.dupMax) continue;
+        if (ex !== undefined && (1 + ex.length >= this.dupMax || ex.includes(ps.key))) continue;
+        if (this.dupMax < 2) continue;
         if (ex === undefined) { ex = []; this.extra.set(g, ex); }
         ex.push(ps.key);
-        ps.requests.add(g);
-        out.push(this.request(p, b));
+        out.push(this.geo.request(p, b));
         got++;
       }
     }
+    ps.inflight += got;
     return got;
   }
 
@@ -318,7 +308,7 @@ export class Picker {
    * back, or already received). Other peers it was also requested from are appended to `cancels`.
    */
   blockReceived(peer: PeerKey, piece: number, begin: number, cancels: Array<{ peer: PeerKey; req: BlockRequest }>): boolean {
-    const g = this.blockIndex(piece, begin);
+    const g = this.geo.blockIndex(piece, begin);
     if (g < 0 || this.blockState[g] !== REQUESTED) return false;
     this.blockState[g] = RECEIVED;
     const o = this.owner[g]!;
@@ -331,7 +321,7 @@ export class Picker {
         for (const e of ex) this.dropRequest(e, g, peer, cancels);
       }
     }
-    if (++this.received[piece]! === this.blocksIn(piece)) {
+    if (++this.received[piece]! === this.geo.blocksIn(piece)) {
       this.pieceState[piece] = DONE;
       this.active.delete(piece);
     }
@@ -340,11 +330,9 @@ export class Picker {
 
   /** Forgets that block `g` is in flight to `holder`; a CANCEL is due unless it is the sender. */
   private dropRequest(holder: PeerKey, g: number, sender: PeerKey, cancels: Array<{ peer: PeerKey; req: BlockRequest }>): void {
-    this.peers.get(holder)?.requests.delete(g);
-    if (holder !== sender) {
-      const p = Math.floor(g / this.bpp);
-      cancels.push({ peer: holder, req: this.request(p, g - p * this.bpp) });
-    }
+    const ps = this.peer(holder);
+    if (ps !== undefined) ps.inflight--;
+    if (holder !== sender) cancels.push({ peer: holder, req: this.geo.requestOf(g) });
   }
 
   /** Every block of `piece` has arrived (or it is verified): time to check its hash. */
@@ -365,7 +353,7 @@ export class Picker {
     this.active.delete(piece);
     this.pieceState[piece] = VERIFIED;
     this.haveBf.set(piece);
-    for (const ps of this.peers.values()) if (ps.has !== null && ps.has.get(piece)) ps.wanted--;
+    for (const ps of this.peers.values()) if (ps.hasBytes !== null && this.hasPiece(ps, piece)) ps.wanted--;
   }
 
   /** The piece's hash did not match (or verified data turned out bad): fetch all of it again. */
@@ -374,12 +362,12 @@ export class Picker {
     if (st === undefined || st === FRESH) return; // nothing received: already a candidate
     if (st === VERIFIED) {
       this.haveBf.clear(piece);
-      for (const ps of this.peers.values()) if (ps.has !== null && ps.has.get(piece)) ps.wanted++;
+      for (const ps of this.peers.values()) if (ps.hasBytes !== null && this.hasPiece(ps, piece)) ps.wanted++;
     } else {
       this.forgetRequests(piece);
       this.unrequestedTotal -= this.unrequested[piece]!;
     }
-    const base = piece * this.bpp, nb = this.blocksIn(piece);
+    const base = piece * this.bpp, nb = this.geo.blocksIn(piece);
     this.blockState.fill(MISSING, base, base + nb);
     this.owner.fill(-1, base, base + nb);
     this.unrequested[piece] = nb;
@@ -391,11 +379,12 @@ export class Picker {
   /** Drops every request in flight for blocks of `piece` (the data it brings is no longer wanted). */
   private forgetRequests(piece: number): void {
     if (this.pieceState[piece] !== ACTIVE) return;
-    const base = piece * this.bpp, nb = this.blocksIn(piece);
+    const base = piece * this.bpp, nb = this.geo.blocksIn(piece);
     for (let g = base; g < base + nb; g++) {
       if (this.blockState[g] !== REQUESTED) continue;
-      this.peers.get(this.owner[g]!)?.requests.delete(g);
-      for (const e of this.extra.get(g) ?? []) this.peers.get(e)?.requests.delete(g);
+      const o = this.peer(this.owner[g]!);
+      if (o !== undefined) o.inflight--;
+      for (const e of this.extra.get(g) ?? []) { const ps = this.peer(e); if (ps !== undefined) ps.inflight--; }
       this.extra.delete(g);
       this.owner[g] = -1;
       this.blockState[g] = MISSING;
@@ -416,26 +405,34 @@ export class Picker {
 
   /** Gives every request in flight to `ps` back to the pool. */
   private releaseAll(ps: PeerState): void {
-    for (const g of ps.requests) this.unlinkRequester(ps.key, g);
-    ps.requests.clear();
+    if (ps.inflight === 0) return;
+    // Listed first, released after: releasing can move a piece out of `active` mid-walk.
+    const mine: number[] = [];
+    const act = this.active;
+    for (let i = 0; i < act.size; i++) {
+      const p = act.items[i]!;
+      const base = p * this.bpp, end = base + this.geo.blocksIn(p);
+      for (let g = base; g < end; g++) if (this.holds(ps.key, g)) mine.push(g);
+    }
+    for (const g of mine) this.unlinkRequester(ps, g);
   }
 
-  /** `peer` no longer has block `g` in flight (its set is updated by the caller). */
-  private unlinkRequester(peer: PeerKey, g: number): void {
-    if (this.blockState[g] !== REQUESTED) return;
+  /** `ps` no longer has block `g` in flight. */
+  private unlinkRequester(ps: PeerState, g: number): void {
+    ps.inflight--;
     const ex = this.extra.get(g);
-    if (this.owner[g] === peer) {
+    if (this.owner[g] !== ps.key) {
       if (ex !== undefined) {
-        this.owner[g] = ex.pop()!;
-        if (ex.length === 0) this.extra.delete(g);
-        return;
-      }
-    } else {
-      if (ex !== undefined) {
-        const i = ex.indexOf(peer);
+        const i = ex.indexOf(ps.key);
         if (i >= 0) ex.splice(i, 1);
         if (ex.length === 0) this.extra.delete(g);
       }
+      return;
+    }
+    if (ex !== undefined) {
+      // An endgame duplicate becomes the owner: the block is still in flight.
+      this.owner[g] = ex.pop()!;
+      if (ex.length === 0) this.extra.delete(g);
       return;
     }
     // Nobody has it in flight any more: back to MISSING.
@@ -445,7 +442,7 @@ export class Picker {
     this.unrequestedTotal++;
     const left = ++this.unrequested[p]!;
     if (b < this.hint[p]!) this.hint[p] = b;
-    if (left === this.blocksIn(p)) this.toFresh(p);
+    if (left === this.geo.blocksIn(p)) this.toFresh(p);
     else this.open.add(p);
   }
 
