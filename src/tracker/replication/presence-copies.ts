@@ -60,6 +60,16 @@ export class PresenceCopies {
     return out.sort((a, b) => b.gen - a.gen);
   }
 
+  /** The live copy of a client that lasts longest, with its remaining lease. */
+  best(user: string, clientId: string): { entry: PresenceEntry; remainingMs: number } | undefined {
+    const now = this.clock.now();
+    let best: Copy | undefined;
+    for (const c of this.copies.get(clientKey(user, clientId))?.values() ?? []) {
+      if (!c.gone && c.expiresAt > now && (!best || c.expiresAt > best.expiresAt)) best = c;
+    }
+    return best ? { entry: best.e, remainingMs: best.expiresAt - now } : undefined;
+  }
+
   isOnline(user: string, clientId: string): boolean {
     return this.get(user, clientId).length > 0;
   }

@@ -43,8 +43,11 @@ export interface ReplicatorOptions {
   dialOverride?: ReadonlyMap<string, Endpoint>;
   /** Anti-entropy period (vector exchange, repair, keepalive). */
   tickMs?: number;
-  /** Local presence entries are re-sent this often so that other trackers' copies stay alive. */
-  presenceRefreshMs?: number;
+  /**
+   * Local presence changes are polled and gossiped this often, and at once after
+   * {@link Replicator.presenceChanged}.
+   */
+  presencePollMs?: number;
   handshakeTimeoutMs?: number;
   /** A link silent this long is closed (must exceed a few ticks). */
   idleTimeoutMs?: number;
@@ -104,6 +107,7 @@ export class Replicator {
   private tickTimer: NodeJS.Timeout | null = null;
   private presenceTimer: NodeJS.Timeout | null = null;
   private pumpScheduled = false;
+  private presenceScheduled = false;
   private unsubscribe: (() => void) | null = null;
   private running = false;
 
@@ -135,7 +139,7 @@ export class Replicator {
     const tickMs = this.opts.tickMs ?? 2000;
     this.tickTimer = setInterval(() => this.tick(), tickMs);
     this.tickTimer.unref();
-    this.presenceTimer = setInterval(() => this.refreshPresence(), this.opts.presenceRefreshMs ?? 4000);
+    this.presenceTimer = setInterval(() => this.pollPresence(), this.opts.presencePollMs ?? 1000);
     this.presenceTimer.unref();
     for (const a of this.dir.peers) this.dial(a);
   }
@@ -161,7 +165,17 @@ export class Replicator {
     if (link.state !== 'closed') this.all.add(link);
   }
 
-  /** Sends presence updates made here (login, logout, new share set) to every peer at once. */
+  /**
+   * The presence table changed here (login, heartbeat, logout, a closed connection): gossip the
+   * change soon (coalesced with the other changes of this event-loop turn).
+   */
+  presenceChanged(): void {
+    if (this.presenceScheduled || !this.running || !this.opts.presence) return;
+    this.presenceScheduled = true;
+    setImmediate(() => { this.presenceScheduled = false; this.pollPresence(); });
+  }
+
+  /** Sends presence entries to every peer at once. */
   gossip(entries: readonly PresenceEntry[]): void {
     if (entries.length === 0) return;
     const frames = presenceFrames(entries);
@@ -292,9 +306,11 @@ export class Replicator {
     for (const l of [...this.all]) l.tick();
   }
 
-  private refreshPresence(): void {
-    if (!this.opts.presence || this.open.size === 0) return;
-    this.gossip(this.opts.presence.localEntries());
+  private pollPresence(): void {
+    if (!this.opts.presence || !this.running) return;
+    // Polled even with no link up, so that what changed meanwhile is not re-sent as a change later
+    // (a new link gets the full snapshot anyway).
+    this.gossip(this.opts.presence.pollLocal());
   }
 }
 

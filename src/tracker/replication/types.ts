@@ -45,6 +45,11 @@ export interface PresencePort {
   /** Copies held for other trackers, with their remaining lease, so that gossip can be relayed. */
   remoteEntries(): PresenceEntry[];
   /**
+   * Local entries that changed since the last poll (new, renewed, other peer or shares) and
+   * removals (`ttlMs` 0) of leases that ended: what to gossip to every link now.
+   */
+  pollLocal(): PresenceEntry[];
+  /**
    * Merges entries received from a peer; returns those that changed something (newer `gen`), which
    * gossip relays to the other links. Entries whose holder is this tracker are ignored.
    */

@@ -35,6 +35,7 @@ class TestPresence implements PresencePort {
   readonly copies: PresenceCopies;
   constructor(readonly origin: string) { this.copies = new PresenceCopies(origin, systemClock); }
   localEntries(): PresenceEntry[] { return [...this.local.values()]; }
+  pollLocal(): PresenceEntry[] { return []; }
   remoteEntries(): PresenceEntry[] { return this.copies.entries(); }
   applyRemote(entries: PresenceEntry[]): PresenceEntry[] { return this.copies.apply(entries); }
 }
