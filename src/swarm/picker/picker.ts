@@ -7,13 +7,9 @@ import { ProtocolError } from '../../common/errors.js';
 import { Bitfield, popcountByte } from '../bitfield.js';
 import { Availability, RarestMemo } from './availability.js';
 import { Geometry } from './geometry.js';
-import { IndexSet } from './index-set.js';
+import { ACTIVE, BlockLedger, DONE, FRESH, VERIFIED } from './ledger.js';
 import type { BlockRequest, PeerKey, PickerOptions, PiecePhase } from './types.js';
 
-// Block states (per block, in `blockState`).
-const MISSING = 0, REQUESTED = 1, RECEIVED = 2;
-// Piece states (per piece, in `pieceState`); the order matters: >= DONE means "never pick again".
-const FRESH = 0, ACTIVE = 1, DONE = 2, VERIFIED = 3;
 const PHASES: readonly PiecePhase[] = ['missing', 'partial', 'received', 'verified'];
 
 /** What the picker knows of one connected peer. */
@@ -24,9 +20,9 @@ interface PeerState {
   /** `has.bytes()` (or null), cached for the hot loops. */
   hasBytes: Uint8Array | null;
   /**
-   * Blocks requested from it and not yet answered. The blocks themselves are found through
-   * `owner` / `extra` (a per-peer Set would cost two hash operations per block on the hot path;
-   * listing a peer's requests is only needed when it chokes or leaves).
+   * Blocks requested from it and not yet answered. Which blocks is in the ledger (a per-peer Set
+   * would cost two hash operations per block on the hot path; listing a peer's requests is only
+   * needed when it chokes or leaves).
    */
   inflight: number;
   /** Pieces it has that we have not verified (unused for seeders). */
@@ -37,14 +33,17 @@ interface PeerState {
   readonly memo: RarestMemo;
 }
 
+/** Where the data path learns which peers to send CANCEL to. */
+export type CancelList = Array<{ peer: PeerKey; req: BlockRequest }>;
+
 /**
  * Decides which blocks to request from which peer, tracks every request in flight and every block
  * received, and knows how available each piece is.
  *
- * Invariants: a piece is in exactly one state (missing, partial, received, verified; see
+ * Invariants: a piece is in exactly one phase (missing, partial, received, verified; see
  * {@link PiecePhase}); outside endgame a block is requested from at most one peer, in endgame
- * from at most `endgameDuplicates`; a block in flight is in a partial piece; a received or
- * verified piece is never handed out again unless {@link pieceFailed} resets it.
+ * from at most `endgameDuplicates`; a received or verified piece is never handed out again
+ * unless {@link pieceFailed} resets it; `outstanding(p)` is the number of blocks in flight to p.
  *
  * Cost: next() and blockReceived() are O(1) per block in the common case (a handful of partial
  * pieces, seeders); a sparse peer pays one O(pieces / 8) scan per rarity level it works through.
@@ -53,28 +52,11 @@ interface PeerState {
  */
 export class Picker {
   private readonly geo: Geometry;
-  private readonly bpp: number;
   private readonly randomFirst: number;
   private readonly dupMax: number;
-
   private readonly haveBf: Bitfield;
-  private readonly blockState: Uint8Array;
-  /** First peer a block is requested from, or -1. Endgame duplicates go to `extra`. */
-  private readonly owner: Int32Array;
-  private readonly extra = new Map<number, PeerKey[]>();
-  private readonly pieceState: Uint8Array;
-  /** Per piece: blocks in state MISSING / RECEIVED. */
-  private readonly unrequested: Int32Array;
-  private readonly received: Int32Array;
-  /** Per piece: every block below this index is not MISSING (where to resume the scan). */
-  private readonly hint: Int32Array;
-  /** Partial pieces with blocks still to request: handed out before any new piece. */
-  private readonly open: IndexSet;
-  /** All partial pieces (for endgame duplicates and for listing a peer's requests). */
-  private readonly active: IndexSet;
+  private readonly ledger: BlockLedger;
   private readonly avail: Availability;
-  /** MISSING blocks in pieces not verified. Zero (and not complete) means endgame. */
-  private unrequestedTotal = 0;
   /** Bumped whenever a piece becomes a candidate again, to wake peers that found nothing. */
   private freshEpoch = 0;
   private readonly peers = new Map<PeerKey, PeerState>();
@@ -83,30 +65,17 @@ export class Picker {
 
   constructor(opts: PickerOptions, have?: Bitfield) {
     const geo = new Geometry(opts.pieceCount, opts.pieceLength, opts.totalLength, opts.blockSize ?? 16384);
-    const pieceCount = geo.pieceCount;
     this.geo = geo;
-    this.bpp = geo.blocksPerPiece;
     this.randomFirst = opts.randomFirstPieces ?? 4;
     this.dupMax = Math.max(1, opts.endgameDuplicates ?? 2);
-    if (have !== undefined && have.length !== pieceCount) throw new RangeError('have bitfield of the wrong length');
-    this.haveBf = have === undefined ? new Bitfield(pieceCount) : have.clone();
-    const slots = pieceCount * this.bpp;
-    this.blockState = new Uint8Array(slots);
-    this.owner = new Int32Array(slots).fill(-1);
-    this.pieceState = new Uint8Array(pieceCount);
-    this.unrequested = new Int32Array(pieceCount);
-    this.received = new Int32Array(pieceCount);
-    this.hint = new Int32Array(pieceCount);
-    this.open = new IndexSet(pieceCount);
-    this.active = new IndexSet(pieceCount);
-    this.avail = new Availability(pieceCount, opts.rng ?? Math.random);
-    for (let p = 0; p < pieceCount; p++) {
-      if (this.haveBf.get(p)) { this.pieceState[p] = VERIFIED; continue; }
-      const nb = geo.blocksIn(p);
-      this.unrequested[p] = nb;
-      this.unrequestedTotal += nb;
+    if (have !== undefined && have.length !== geo.pieceCount) throw new RangeError('have bitfield of the wrong length');
+    this.haveBf = have === undefined ? new Bitfield(geo.pieceCount) : have.clone();
+    this.avail = new Availability(geo.pieceCount, opts.rng ?? Math.random);
+    this.ledger = new BlockLedger(geo, this.haveBf, (p) => {
       this.avail.addCandidate(p);
-    }
+      this.freshEpoch++;
+    });
+    for (let p = 0; p < geo.pieceCount; p++) if (!this.haveBf.get(p)) this.avail.addCandidate(p);
   }
 
   /** The piece and block sizes this picker works with. */
@@ -130,7 +99,8 @@ export class Picker {
       ps.has = bf;
       ps.hasBytes = bf.bytes();
       for (const p of bf) this.avail.increment(p);
-      ps.wanted = this.countWanted(ps.hasBytes);
+      const mine = this.haveBf.bytes();
+      for (let k = 0; k < mine.length; k++) ps.wanted += popcountByte(ps.hasBytes[k]! & ~mine[k]!);
     }
     this.peers.set(peer, ps);
   }
@@ -144,7 +114,7 @@ export class Picker {
     if (has === null || has.get(piece)) return;
     has.set(piece);
     this.avail.increment(piece);
-    if (this.pieceState[piece] !== VERIFIED) ps.wanted++;
+    if (!this.haveBf.get(piece)) ps.wanted++;
     ps.dryEpoch = -1;
     ps.memo.epoch = -1;
     if (has.full) {
@@ -176,8 +146,9 @@ export class Picker {
   requestRejected(peer: PeerKey, req: BlockRequest): void {
     const ps = this.peers.get(peer);
     const g = this.geo.blockIndex(req.piece, req.begin);
-    if (ps === undefined || g < 0 || !this.holds(peer, g)) return;
-    this.unlinkRequester(ps, g);
+    if (ps === undefined || g < 0 || !this.ledger.holds(peer, g)) return;
+    ps.inflight--;
+    this.ledger.release(peer, g);
   }
 
   /** Requests in flight to this peer. */
@@ -201,25 +172,16 @@ export class Picker {
     return ps;
   }
 
-  private hasPiece(ps: PeerState, p: number): boolean {
-    const b = ps.hasBytes;
-    return b === null || (b[p >>> 3]! & (0x80 >>> (p & 7))) !== 0;
-  }
+  private readonly dropOne = (key: PeerKey): void => {
+    const ps = this.peer(key);
+    if (ps !== undefined) ps.inflight--;
+  };
 
-  /** Block `g` is in flight to `peer`. */
-  private holds(peer: PeerKey, g: number): boolean {
-    if (this.blockState[g] !== REQUESTED) return false;
-    if (this.owner[g] === peer) return true;
-    const ex = this.extra.get(g);
-    return ex !== undefined && ex.includes(peer);
-  }
-
-  /** Pieces marked in `has` that we have not verified. */
-  private countWanted(has: Uint8Array): number {
-    const mine = this.haveBf.bytes();
-    let n = 0;
-    for (let k = 0; k < has.length; k++) n += popcountByte(has[k]! & ~mine[k]!);
-    return n;
+  /** Gives every request in flight to `ps` back to the pool. */
+  private releaseAll(ps: PeerState): void {
+    if (ps.inflight === 0) return;
+    for (const g of this.ledger.heldBy(ps.key)) this.ledger.release(ps.key, g);
+    ps.inflight = 0;
   }
 
   // ---- picking --------------------------------------------------------------------------------
@@ -233,12 +195,12 @@ export class Picker {
   next(peer: PeerKey, max: number, out: BlockRequest[]): number {
     const ps = this.peer(peer);
     if (ps === undefined || max <= 0 || this.haveBf.full) return 0;
+    const ledger = this.ledger, open = ledger.open, items = open.items, has = ps.hasBytes;
     let n = 0;
-    const open = this.open, items = open.items;
     for (let i = 0; i < open.size && n < max;) {
       const p = items[i]!;
-      if (this.hasPiece(ps, p)) {
-        n += this.take(ps, p, max - n, out);
+      if (has === null || (has[p >>> 3]! & (0x80 >>> (p & 7))) !== 0) {
+        n += ledger.take(peer, p, max - n, out);
         // take() removes p from `open` once it has nothing left to request; the slot then holds
         // a member not yet visited.
         if (!open.has(p)) continue;
@@ -246,59 +208,15 @@ export class Picker {
       i++;
     }
     while (n < max && ps.dryEpoch !== this.freshEpoch) {
-      const p = this.haveBf.count < this.randomFirst ? this.avail.random(ps.hasBytes) : this.avail.rarest(ps.hasBytes, ps.memo);
+      const p = this.haveBf.count < this.randomFirst ? this.avail.random(has) : this.avail.rarest(has, ps.memo);
       if (p < 0) { ps.dryEpoch = this.freshEpoch; break; }
       this.avail.removeCandidate(p);
-      this.pieceState[p] = ACTIVE;
-      this.open.add(p);
-      this.active.add(p);
-      n += this.take(ps, p, max - n, out);
+      ledger.start(p);
+      n += ledger.take(peer, p, max - n, out);
     }
-    if (n < max && this.unrequestedTotal === 0) n += this.duplicate(ps, max - n, out);
+    if (n < max && ledger.unrequestedTotal === 0) n += ledger.duplicate(peer, has, max - n, this.dupMax, out);
+    ps.inflight += n;
     return n;
-  }
-
-  /** Requests up to `k` MISSING blocks of partial piece `p` from `ps`. */
-  private take(ps: PeerState, p: number, k: number, out: BlockRequest[]): number {
-    const base = p * this.bpp, state = this.blockState, owner = this.owner, geo = this.geo, key = ps.key;
-    let b = this.hint[p]!, left = this.unrequested[p]!, got = 0;
-    while (got < k && left > 0) {
-      while (state[base + b] !== MISSING) b++;
-      state[base + b] = REQUESTED;
-      owner[base + b] = key;
-      out.push(geo.request(p, b));
-      left--; got++; b++;
-    }
-    this.hint[p] = b;
-    this.unrequested[p] = left;
-    this.unrequestedTotal -= got;
-    ps.inflight += got;
-    if (left === 0) this.open.delete(p);
-    return got;
-  }
-
-  /** Endgame: requests blocks already in flight elsewhere, up to `dupMax` peers per block. */
-  private duplicate(ps: PeerState, k: number, out: BlockRequest[]): number {
-    const act = this.active, state = this.blockState;
-    let got = 0;
-    for (let i = 0; i < act.size && got < k; i++) {
-      const p = act.items[i]!;
-      if (!this.hasPiece(ps, p)) continue;
-      const base = p * this.bpp, nb = this.geo.blocksIn(p);
-      for (let b = 0; b < nb && got < k; b++) {
-        const g = base + b;
-        if (state[g] !== REQUESTED || this.owner[g] === ps.key) continue;
-        let ex = this.extra.get(g);
-        if (ex !== undefined && (1 + ex.length >= this.dupMax || ex.includes(ps.key))) continue;
-        if (this.dupMax < 2) continue;
-        if (ex === undefined) { ex = []; this.extra.set(g, ex); }
-        ex.push(ps.key);
-        out.push(this.geo.request(p, b));
-        got++;
-      }
-    }
-    ps.inflight += got;
-    return got;
   }
 
   // ---- arrivals and verification ---------------------------------------------------------------
@@ -307,143 +225,50 @@ export class Picker {
    * A block arrived from `peer`. False if it was not in flight to anyone (never requested, given
    * back, or already received). Other peers it was also requested from are appended to `cancels`.
    */
-  blockReceived(peer: PeerKey, piece: number, begin: number, cancels: Array<{ peer: PeerKey; req: BlockRequest }>): boolean {
+  blockReceived(peer: PeerKey, piece: number, begin: number, cancels: CancelList): boolean {
     const g = this.geo.blockIndex(piece, begin);
-    if (g < 0 || this.blockState[g] !== REQUESTED) return false;
-    this.blockState[g] = RECEIVED;
-    const o = this.owner[g]!;
-    this.owner[g] = -1;
+    if (g < 0) return false;
+    const o = this.ledger.receive(piece, g);
+    if (o < 0) return false;
     this.dropRequest(o, g, peer, cancels);
-    if (this.extra.size !== 0) {
-      const ex = this.extra.get(g);
-      if (ex !== undefined) {
-        this.extra.delete(g);
-        for (const e of ex) this.dropRequest(e, g, peer, cancels);
-      }
-    }
-    if (++this.received[piece]! === this.geo.blocksIn(piece)) {
-      this.pieceState[piece] = DONE;
-      this.active.delete(piece);
-    }
+    const ex = this.ledger.takeExtras(g);
+    if (ex !== undefined) for (const e of ex) this.dropRequest(e, g, peer, cancels);
     return true;
   }
 
-  /** Forgets that block `g` is in flight to `holder`; a CANCEL is due unless it is the sender. */
-  private dropRequest(holder: PeerKey, g: number, sender: PeerKey, cancels: Array<{ peer: PeerKey; req: BlockRequest }>): void {
-    const ps = this.peer(holder);
-    if (ps !== undefined) ps.inflight--;
+  /** Block `g` is no longer in flight to `holder`; a CANCEL is due unless it is the sender. */
+  private dropRequest(holder: PeerKey, g: number, sender: PeerKey, cancels: CancelList): void {
+    this.dropOne(holder);
     if (holder !== sender) cancels.push({ peer: holder, req: this.geo.requestOf(g) });
   }
 
   /** Every block of `piece` has arrived (or it is verified): time to check its hash. */
-  pieceReceived(piece: number): boolean { return this.pieceState[piece]! >= DONE; }
+  pieceReceived(piece: number): boolean { return this.ledger.pieceState[piece]! >= DONE; }
 
   /** Where `piece` stands. */
-  piecePhase(piece: number): PiecePhase { return PHASES[this.pieceState[piece]!]!; }
+  piecePhase(piece: number): PiecePhase { return PHASES[this.ledger.pieceState[piece]!]!; }
 
   /** The piece's hash matched: it is ours. */
   pieceVerified(piece: number): void {
-    const st = this.pieceState[piece];
+    const st = this.ledger.pieceState[piece];
     if (st === undefined || st === VERIFIED) return;
     if (st === FRESH) this.avail.removeCandidate(piece);
-    this.forgetRequests(piece);
-    this.unrequestedTotal -= this.unrequested[piece]!;
-    this.unrequested[piece] = 0;
-    this.open.delete(piece);
-    this.active.delete(piece);
-    this.pieceState[piece] = VERIFIED;
+    if (st === ACTIVE) this.ledger.forget(piece, this.dropOne);
+    this.ledger.verified(piece);
     this.haveBf.set(piece);
-    for (const ps of this.peers.values()) if (ps.hasBytes !== null && this.hasPiece(ps, piece)) ps.wanted--;
+    for (const ps of this.peers.values()) if (ps.has !== null && ps.has.get(piece)) ps.wanted--;
   }
 
   /** The piece's hash did not match (or verified data turned out bad): fetch all of it again. */
   pieceFailed(piece: number): void {
-    const st = this.pieceState[piece];
+    const st = this.ledger.pieceState[piece];
     if (st === undefined || st === FRESH) return; // nothing received: already a candidate
     if (st === VERIFIED) {
       this.haveBf.clear(piece);
-      for (const ps of this.peers.values()) if (ps.hasBytes !== null && this.hasPiece(ps, piece)) ps.wanted++;
-    } else {
-      this.forgetRequests(piece);
-      this.unrequestedTotal -= this.unrequested[piece]!;
+      for (const ps of this.peers.values()) if (ps.has !== null && ps.has.get(piece)) ps.wanted++;
     }
-    const base = piece * this.bpp, nb = this.geo.blocksIn(piece);
-    this.blockState.fill(MISSING, base, base + nb);
-    this.owner.fill(-1, base, base + nb);
-    this.unrequested[piece] = nb;
-    this.unrequestedTotal += nb;
-    this.received[piece] = 0;
-    this.toFresh(piece);
-  }
-
-  /** Drops every request in flight for blocks of `piece` (the data it brings is no longer wanted). */
-  private forgetRequests(piece: number): void {
-    if (this.pieceState[piece] !== ACTIVE) return;
-    const base = piece * this.bpp, nb = this.geo.blocksIn(piece);
-    for (let g = base; g < base + nb; g++) {
-      if (this.blockState[g] !== REQUESTED) continue;
-      const o = this.peer(this.owner[g]!);
-      if (o !== undefined) o.inflight--;
-      for (const e of this.extra.get(g) ?? []) { const ps = this.peer(e); if (ps !== undefined) ps.inflight--; }
-      this.extra.delete(g);
-      this.owner[g] = -1;
-      this.blockState[g] = MISSING;
-      this.unrequested[piece]!++;
-      this.unrequestedTotal++;
-    }
-    this.hint[piece] = 0;
-  }
-
-  private toFresh(piece: number): void {
-    this.open.delete(piece);
-    this.active.delete(piece);
-    this.hint[piece] = 0;
-    this.pieceState[piece] = FRESH;
-    this.avail.addCandidate(piece);
-    this.freshEpoch++;
-  }
-
-  /** Gives every request in flight to `ps` back to the pool. */
-  private releaseAll(ps: PeerState): void {
-    if (ps.inflight === 0) return;
-    // Listed first, released after: releasing can move a piece out of `active` mid-walk.
-    const mine: number[] = [];
-    const act = this.active;
-    for (let i = 0; i < act.size; i++) {
-      const p = act.items[i]!;
-      const base = p * this.bpp, end = base + this.geo.blocksIn(p);
-      for (let g = base; g < end; g++) if (this.holds(ps.key, g)) mine.push(g);
-    }
-    for (const g of mine) this.unlinkRequester(ps, g);
-  }
-
-  /** `ps` no longer has block `g` in flight. */
-  private unlinkRequester(ps: PeerState, g: number): void {
-    ps.inflight--;
-    const ex = this.extra.get(g);
-    if (this.owner[g] !== ps.key) {
-      if (ex !== undefined) {
-        const i = ex.indexOf(ps.key);
-        if (i >= 0) ex.splice(i, 1);
-        if (ex.length === 0) this.extra.delete(g);
-      }
-      return;
-    }
-    if (ex !== undefined) {
-      // An endgame duplicate becomes the owner: the block is still in flight.
-      this.owner[g] = ex.pop()!;
-      if (ex.length === 0) this.extra.delete(g);
-      return;
-    }
-    // Nobody has it in flight any more: back to MISSING.
-    this.owner[g] = -1;
-    this.blockState[g] = MISSING;
-    const p = Math.floor(g / this.bpp), b = g - p * this.bpp;
-    this.unrequestedTotal++;
-    const left = ++this.unrequested[p]!;
-    if (b < this.hint[p]!) this.hint[p] = b;
-    if (left === this.geo.blocksIn(p)) this.toFresh(p);
-    else this.open.add(p);
+    if (st === ACTIVE) this.ledger.forget(piece, this.dropOne);
+    this.ledger.reset(piece);
   }
 
   // ---- status ---------------------------------------------------------------------------------
@@ -454,5 +279,5 @@ export class Picker {
   get complete(): boolean { return this.haveBf.full; }
 
   /** Every missing block is in flight: duplicates are allowed. */
-  get inEndgame(): boolean { return this.unrequestedTotal === 0 && !this.haveBf.full; }
+  get inEndgame(): boolean { return this.ledger.unrequestedTotal === 0 && !this.haveBf.full; }
 }
