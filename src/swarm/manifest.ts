@@ -59,7 +59,9 @@ function isPow2(n: number): boolean { return n > 0 && (n & (n - 1)) === 0; }
  * string passing fileNameProblem; `length` a safe integer >= 0; `piece length` a power of two in
  * 16 KiB..16 MiB; `pieces` exactly 20 * ceil(length / piece length) bytes, at most MAX_PIECES;
  * `private` = 1; no `files` (single-file only). Other keys are allowed and kept (they are part of
- * the hash). A zero-length file has zero pieces.
+ * the hash), within small structural caps (256 keys, nesting 8, 4,096 values in all), and the
+ * whole dict is at most MAX_INFO_BYTES. A zero-length file has zero pieces. Throws
+ * {@link ManifestError} (code BAD_MANIFEST) and nothing else, whatever the input.
  */
 export function parseManifest(infoBytes: Uint8Array): Manifest {
   if (infoBytes.length > MAX_INFO_BYTES) throw new ManifestError(`info dict of ${infoBytes.length} bytes exceeds the cap of ${MAX_INFO_BYTES}`);
