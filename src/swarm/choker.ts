@@ -36,8 +36,8 @@ export interface ChokerOptions {
 /**
  * Decides the unchoked set. Invariants of each answer: only interested peers; at most `slots`
  * regular peers, ranked by rate; plus at most one optimistic peer not among the regular ones.
- * State kept between rounds: the current optimistic peer, its age, and the last answer (used to
- * break rate ties in favour of peers already unchoked, so equal peers do not churn).
+ * State kept between rounds: the current optimistic peer, its age, and the last regular peers
+ * (rate ties go to peers already holding a regular slot, so equal peers do not churn).
  */
 export class Choker {
   private readonly slots: number;
@@ -45,7 +45,8 @@ export class Choker {
   private readonly rng: () => number;
   private optimistic: PeerKey | null = null;
   private optimisticAge = 0;
-  private last = new Set<PeerKey>();
+  /** Regular (not optimistic) peers of the last answer. */
+  private lastRegular = new Set<PeerKey>();
 
   constructor(opts: ChokerOptions = {}) {
     this.slots = Math.max(0, Math.floor(opts.slots ?? 4));
@@ -64,7 +65,7 @@ export class Choker {
   decide(peers: ChokerPeer[], newRound = true): Set<PeerKey> {
     // One random number per peer, drawn before sorting, so the comparator is consistent.
     const ranked = peers.filter((p) => p.interested)
-      .map((p) => ({ p, tie: this.rng(), was: this.last.has(p.key) }));
+      .map((p) => ({ p, tie: this.rng(), was: this.lastRegular.has(p.key) }));
     ranked.sort((a, b) =>
       Number(a.p.snubbed === true) - Number(b.p.snubbed === true)
       || b.p.rate - a.p.rate
@@ -76,6 +77,7 @@ export class Choker {
       out.add(r.p.key);
     }
 
+    this.lastRegular = new Set(out);
     if (newRound) this.optimisticAge++;
     const others = ranked.filter((r) => !out.has(r.p.key));
     const current = this.optimistic;
@@ -89,7 +91,6 @@ export class Choker {
       this.optimistic = pick;
     }
     if (this.optimistic !== null) out.add(this.optimistic);
-    this.last = out;
-    return new Set(out);
+    return out;
   }
 }
