@@ -61,6 +61,7 @@ export async function uploadFile(ctx: ClientContext, [filePath, group]: string[]
   let manifest: Manifest;
   let sha256: string;
   const known = ctx.state.shareByPath(path);
+  const before = ctx.state.shares(user, group!);
   if (known && known.size === st.size && known.mtimeMs === st.mtimeMs) {
     manifest = parseManifest(known.infoBytes);
     sha256 = known.sha256;
@@ -91,9 +92,12 @@ export async function uploadFile(ctx: ClientContext, [filePath, group]: string[]
   ctx.serving.add(group!, manifest.infoHashHex);
   void ctx.link.heartbeatNow();
   const name = printable(manifest.name);
+  const wasMine = before.some((s) => s.infoHash === manifest.infoHashHex);
   ctx.out.line(r.status === 'added'
     ? `shared ${name} in ${group} (${humanSize(manifest.length)}, ${plural(manifest.pieceCount, 'piece')})`
-    : `shared ${name} in ${group} (already shared by others: you are now a seeder too)`);
+    : wasMine
+      ? `shared ${name} in ${group} (you were already sharing it)`
+      : `shared ${name} in ${group} (already shared by others: you are now a seeder too)`);
 }
 
 export async function stopShare(ctx: ClientContext, [group, name]: string[]): Promise<void> {

@@ -3,6 +3,7 @@
  * word picks a command, the argument count is checked against its usage, and the command runs.
  * A refusal becomes one `error: ` line (messages.ts); the caller decides where lines go.
  */
+import { basename } from 'node:path';
 import { CoterieError, UsageError } from '../../common/errors.js';
 import { columns } from '../format.js';
 import { explain, type Subject } from '../messages.js';
@@ -81,7 +82,8 @@ function distance(a: string, b: string): number {
 
 function unknownCommand(word: string): UsageError {
   const best = COMMANDS.map((c) => ({ c, d: distance(word.toLowerCase(), c.name) })).sort((x, y) => x.d - y.d)[0]!;
-  const hint = best.d <= 3 ? `did you mean ${best.c.name}? ` : '';
+  // Only close misspellings: a short unknown word is close to too many commands to guess.
+  const hint = best.d <= 2 && best.d * 2 < word.length ? `did you mean ${best.c.name}? ` : '';
   return new UsageError(`unknown command "${word}" (${hint}type help for the list of commands)`, 'UNKNOWN_COMMAND');
 }
 
@@ -107,6 +109,7 @@ function subjectOf(command: Command, args: string[]): Subject {
     if (p === 'user') s.user = args[i];
     else if (p === 'group') s.group = args[i];
     else if (p === 'file_name') s.name = args[i];
+    else if (p === 'file_path') s.name = basename(args[i]!);
   });
   return s;
 }
