@@ -113,6 +113,7 @@ export class BlockLedger {
   holds(peer: PeerKey, g: number): boolean {
     if (this.blockState[g] !== REQUESTED) return false;
     if (this.owner[g] === peer) return true;
+    if (this.extra.size === 0) return false;
     const ex = this.extra.get(g);
     return ex !== undefined && ex.includes(peer);
   }
