@@ -24,6 +24,8 @@ function prng(seed: number): () => number {
 interface Config {
   pieceCount: number; pieceLength: number; lastLength: number; blockSize: number;
   randomFirstPieces: number; endgameDuplicates: number; haveDensity: number; seed: number;
+  /** Joining peers have at most this share of the pieces (and are never seeders): many pieces, few each. */
+  sparse?: number;
 }
 
 const config: fc.Arbitrary<Config> = fc.record({
@@ -70,9 +72,9 @@ class Sim {
     const key = this.nextKey++;
     const r = this.rng();
     let has: Has;
-    if (kind === 'all' || r < 0.3) has = 'all';
+    if (kind === 'all' || (r < 0.3 && this.c.sparse === undefined)) has = 'all';
     else {
-      const density = r < 0.4 ? 0 : this.rng();
+      const density = this.c.sparse !== undefined ? this.rng() * this.c.sparse : r < 0.4 ? 0 : this.rng();
       has = new Set([...Array(this.c.pieceCount).keys()].filter(() => this.rng() < density));
     }
     this.peers.set(key, has);
@@ -195,43 +197,63 @@ function bitfield(n: number, s: Set<number>): Bitfield {
   return b;
 }
 
+/** Random events on `sim` (requests, arrivals, rejects, chokes, churn, HAVEs), then a drain. */
+function randomRun(sim: Sim, npeers: number, steps: number): void {
+  const c = sim.c;
+  for (let i = 0; i < npeers; i++) sim.join();
+  for (let s = 0; s < steps && !sim.pk.complete; s++) {
+    const peers = [...sim.peers.keys()];
+    const a = sim.rng();
+    if (peers.length === 0) sim.join();
+    else if (a < 0.45) sim.ask(sim.pick(peers), 1 + Math.floor(sim.rng() * 8));
+    else if (a < 0.75) {
+      const x = sim.anyInflight();
+      if (x !== undefined) sim.deliver(x[0], x[1], 0.15);
+    } else if (a < 0.8) {
+      // A stray or late block: never in flight, or already received.
+      const piece = Math.floor(sim.rng() * c.pieceCount);
+      sim.deliver(sim.pick(peers), { piece, begin: 0, length: Math.min(c.blockSize, sim.pieceSize(piece)) }, 0);
+    } else if (a < 0.85) {
+      const x = sim.anyInflight();
+      if (x !== undefined) { sim.pk.requestRejected(x[0], x[1]); sim.inflight.get(x[0])!.delete(`${x[1].piece}:${x[1].begin}`); }
+    } else if (a < 0.88) {
+      const p = sim.pick(peers);
+      sim.pk.peerChoked(p);
+      sim.inflight.get(p)!.clear();
+    } else if (a < 0.91) sim.leave(sim.pick(peers));
+    else if (a < 0.94) { if (peers.length < 8) sim.join(); }
+    else {
+      const p = sim.pick(peers);
+      const h = sim.peers.get(p)!;
+      const piece = Math.floor(sim.rng() * c.pieceCount);
+      sim.pk.peerHave(p, piece);
+      if (h !== 'all') { h.add(piece); if (h.size === c.pieceCount) sim.peers.set(p, 'all'); }
+    }
+    sim.check();
+  }
+  sim.drain();
+}
+
 describe('Picker on simulated swarms', () => {
   test('random event sequences keep the invariants, and every run ends complete', () => {
     fc.assert(fc.property(config, fc.integer({ min: 1, max: 6 }), fc.integer({ min: 0, max: 300 }), (c, npeers, steps) => {
-      const sim = new Sim(c);
-      for (let i = 0; i < npeers; i++) sim.join();
-      for (let s = 0; s < steps && !sim.pk.complete; s++) {
-        const peers = [...sim.peers.keys()];
-        const a = sim.rng();
-        if (peers.length === 0) sim.join();
-        else if (a < 0.45) sim.ask(sim.pick(peers), 1 + Math.floor(sim.rng() * 8));
-        else if (a < 0.75) {
-          const x = sim.anyInflight();
-          if (x !== undefined) sim.deliver(x[0], x[1], 0.15);
-        } else if (a < 0.8) {
-          // A stray or late block: never in flight, or already received.
-          const piece = Math.floor(sim.rng() * c.pieceCount);
-          sim.deliver(sim.pick(peers), { piece, begin: 0, length: Math.min(c.blockSize, sim.pieceSize(piece)) }, 0);
-        } else if (a < 0.85) {
-          const x = sim.anyInflight();
-          if (x !== undefined) { sim.pk.requestRejected(x[0], x[1]); sim.inflight.get(x[0])!.delete(`${x[1].piece}:${x[1].begin}`); }
-        } else if (a < 0.88) {
-          const p = sim.pick(peers);
-          sim.pk.peerChoked(p);
-          sim.inflight.get(p)!.clear();
-        } else if (a < 0.91) sim.leave(sim.pick(peers));
-        else if (a < 0.94) { if (peers.length < 8) sim.join(); }
-        else {
-          const p = sim.pick(peers);
-          const h = sim.peers.get(p)!;
-          const piece = Math.floor(sim.rng() * c.pieceCount);
-          sim.pk.peerHave(p, piece);
-          if (h !== 'all') { h.add(piece); if (h.size === c.pieceCount) sim.peers.set(p, 'all'); }
-        }
-        sim.check();
-      }
-      sim.drain();
+      randomRun(new Sim(c), npeers, steps);
     }), { numRuns: 200 });
+  });
+
+  test('many pieces, sparse peers: rarest first holds past the probe budget, through departures and HAVEs', () => {
+    // 200..700 one- or two-block pieces spread thinly over up to 8 peers: the bucket walk gives
+    // up and the bitmap scan with its per-peer memo does the picking.
+    const sparse = fc.record({
+      pieceCount: fc.integer({ min: 200, max: 700 }),
+      pieceLength: fc.integer({ min: 8, max: 32 }),
+      sparse: fc.constantFrom(0.05, 0.2),
+      randomFirstPieces: fc.integer({ min: 0, max: 2 }),
+      seed: fc.integer(),
+    }).map((x) => ({ ...x, blockSize: 16, lastLength: x.pieceLength, endgameDuplicates: 2, haveDensity: 0 }));
+    fc.assert(fc.property(sparse, fc.integer({ min: 3, max: 8 }), (c, npeers) => {
+      randomRun(new Sim(c), npeers, 250);
+    }), { numRuns: 25 });
   });
 
   test('endgame finishes even when the peers holding the last blocks vanish', () => {
