@@ -52,7 +52,9 @@ function processIO(): ClientIO {
 }
 
 function listenError(err: unknown, peer: string): string {
-  const code = (err as { code?: string }).code;
+  // The system error may come wrapped (as the cause of a CoterieError).
+  const sys = (err as { cause?: unknown }).cause ?? err;
+  const code = (sys as { code?: string }).code;
   if (code === 'EADDRINUSE') return `cannot serve peers on ${peer}: the port is in use (choose another <IP>:<PORT>)`;
   if (code === 'EADDRNOTAVAIL') return `cannot serve peers on ${peer}: this machine has no such address (choose another <IP>:<PORT>)`;
   if (code === 'EACCES') return `cannot serve peers on ${peer}: permission denied (choose a port above 1023)`;

@@ -23,7 +23,8 @@ export const CLIENT_MAIN = fileURLToPath(new URL('../../src/client/main.js', imp
 
 export interface ClientOptions {
   infoFile: string;
-  dataDir: string;
+  /** `--data-dir`; omitted, the client uses its default under `cwd`. */
+  dataDir?: string;
   /** The client's peer address `IP:PORT`; default 127.0.0.1 and a free port. */
   addr?: string;
   /** More arguments (e.g. `--stay`). */
@@ -53,7 +54,8 @@ function lines(s: string): string[] {
 
 async function spawnClient(o: ClientOptions): Promise<{ child: ChildProcess; addr: string }> {
   const addr = o.addr ?? `127.0.0.1:${await freePort()}`;
-  const child = spawn(process.execPath, [CLIENT_MAIN, addr, o.infoFile, '--data-dir', o.dataDir, ...(o.args ?? [])], {
+  const dataDir = o.dataDir !== undefined ? ['--data-dir', o.dataDir] : [];
+  const child = spawn(process.execPath, [CLIENT_MAIN, addr, o.infoFile, ...dataDir, ...(o.args ?? [])], {
     stdio: ['pipe', 'pipe', 'pipe'],
     env: { ...process.env, COTERIE_LOG: process.env['COTERIE_LOG'] ?? 'info', ...o.env },
     ...(o.cwd ? { cwd: o.cwd } : {}),
@@ -174,4 +176,29 @@ export async function stopAllClients(): Promise<void> {
   const all = [...running];
   for (const c of all) c.kill('SIGKILL');
   await Promise.all(all.map((c) => exitOf(c)));
+}
+
+/**
+ * Runs the client with exactly `argv` (for testing its command line), feeding `input` on stdin,
+ * and waits (bounded) for it to exit.
+ */
+export async function runClientArgs(argv: string[], o: { cwd?: string; input?: string; timeoutMs?: number } = {}): Promise<ScriptResult> {
+  const child = spawn(process.execPath, [CLIENT_MAIN, ...argv], {
+    stdio: ['pipe', 'pipe', 'pipe'], ...(o.cwd ? { cwd: o.cwd } : {}),
+  });
+  running.add(child);
+  child.once('exit', () => running.delete(child));
+  child.stdin!.on('error', () => undefined);
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.setEncoding('utf8').on('data', (s: string) => { stdout += s; });
+  child.stderr!.setEncoding('utf8').on('data', (s: string) => { stderr += s; });
+  child.stdin!.end(o.input ?? '');
+  const timeoutMs = o.timeoutMs ?? 20_000;
+  const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+  const { code, signal } = await exitOf(child);
+  clearTimeout(timer);
+  await new Promise((r) => setImmediate(r));
+  if (signal === 'SIGKILL') throw new Error(`client did not exit within ${timeoutMs} ms\nstdout:\n${stdout}\nstderr:\n${stderr}`);
+  return { code, signal, stdout, stderr, out: lines(stdout), err: lines(stderr) };
 }
