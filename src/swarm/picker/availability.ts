@@ -12,10 +12,12 @@
  *
  * Limits: a peer that has only a few scattered pieces may make a bucket walk long; after
  * {@link PROBE_BUDGET} misses the search falls back to one pass over its bitfield ANDed with the
- * candidate bitmap, so one pick costs at most O(pieces / 8 + matches).
+ * candidate bitmap (O(pieces / 8 + matches)), whose ties are kept in a {@link RarestMemo} so the
+ * next picks for that peer are O(1).
  */
 import { popcountByte } from '../bitfield.js';
 
+/** Bucket members tested for a non-seed peer before switching to the bitmap scan. */
 export const PROBE_BUDGET = 64;
 /** Random probes for a random-first pick before falling back to a scan. */
 export const RANDOM_TRIES = 16;
@@ -33,6 +35,11 @@ export class RarestMemo {
   readonly list: number[] = [];
 }
 
+/**
+ * Availability counts plus the candidate buckets. Invariants: a piece is a candidate exactly when
+ * it sits in `levels[counts[p]]` at index `slot[p]` and its bit is set in `candidates`;
+ * `candidateCount` is the number of candidates. Not thread-safe, not persistent.
+ */
 export class Availability {
   /** Per piece, the number of connected non-seed peers that have it. */
   readonly counts: Int32Array;
