@@ -49,7 +49,7 @@ export class Bitfield {
     } else {
       const problem = bitfieldProblem(length, bytes);
       if (problem !== null) throw new RangeError(problem);
-      this.buf = Uint8Array.from(bytes);
+      this.buf = new Uint8Array(bytes); // a copy, whatever view `bytes` is
       this.n = popcount(this.buf);
     }
   }
