@@ -11,7 +11,8 @@
  * Whether a call whose request reached a dead tracker may be sent again is decided per op in
  * `retry-policy.ts`. A call refused with UNAUTHENTICATED while logged in (the session expired, or
  * we moved to a tracker that has not yet received it) logs in again with the credentials kept in
- * memory, once, and repeats the call; if that fails the session is lost and `onSessionLost` says so.
+ * memory, once, and repeats the call; if the password is refused the session is lost and
+ * `onSessionLost` says so (any other failure of the renewal keeps the session for a later try).
  *
  * While a session is open the link sends a heartbeat every `heartbeatIntervalMs` and right after
  * every (re)connection, so the tracker holding the connection keeps this client's presence lease.
@@ -258,8 +259,16 @@ export class TrackerLink implements RpcCaller {
           if (this.session === old) this.session = { ...old, token: r.token };
           this.opts.logger?.info({ user: old.user }, 'session renewed');
         } catch (err) {
-          // Unreachable trackers say nothing about the session: keep it and let the caller see NO_TRACKER.
-          if (err instanceof CoterieError && err.code === 'NO_TRACKER') throw err;
+          // Only a definite "no" ends the session: the password no longer opens the account, or
+          // the id went to an earlier claim. Anything else (no tracker reachable, a tracker that
+          // has not yet received the account or session by replication, rate limiting) says
+          // nothing about the session: keep it, fail this call, and let a later one try again.
+          const code = err instanceof CoterieError ? err.code : 'INTERNAL';
+          if (code !== 'WRONG_PASSWORD' && code !== 'CLAIM_LOST') {
+            if (code === 'NO_TRACKER') throw err;
+            throw new CoterieError('UNAVAILABLE',
+              `the tracker in use does not know your session yet (${describe(err)}); try again in a moment`);
+          }
           if (this.session === old) {
             this.endSession();
             this.opts.onSessionLost?.(new CoterieError('UNAUTHENTICATED', `your session ended (${describe(err)})`));

@@ -218,6 +218,24 @@ describe('TrackerLink', () => {
     await assert.rejects(l.call('list_groups', {}), (e) => codeOf(e) === 'NOT_LOGGED_IN');
   });
 
+  test('a renewal refused for another reason than the password keeps the session', async () => {
+    cluster = await startFakeCluster(1);
+    cluster.state.users.set('alice', 'pw');
+    let lost = 0;
+    const l = makeLink(cluster, { onSessionLost: () => { lost++; } });
+    const { token } = await l.call('login', { user: 'alice', password: 'pw', peer: PEER, clientId: CLIENT_ID });
+    l.startSession('alice', token, 'pw');
+    // A tracker that has not received the account by replication yet.
+    cluster.state.sessions.clear();
+    cluster.state.users.delete('alice');
+    await assert.rejects(l.call('list_groups', {}), (e) => codeOf(e) === 'UNAVAILABLE');
+    assert.equal(lost, 0);
+    assert.equal(l.user, 'alice');
+    // Once it has caught up, the next call renews the session and goes through.
+    cluster.state.users.set('alice', 'pw');
+    assert.deepEqual(await l.call('list_groups', {}), { groups: [] });
+  });
+
   test('heartbeats: one at login, one per interval, one right after failing over', async () => {
     cluster = await startFakeCluster(2);
     cluster.state.users.set('alice', 'pw');
