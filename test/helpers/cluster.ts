@@ -26,12 +26,18 @@ export interface ClusterOptions {
   env?: NodeJS.ProcessEnv;
 }
 
+/** One peer link in a tracker's status. */
+export interface PeerLinkStatus {
+  addr: string; connected: boolean; origin: string | null;
+  lag: number | null; behind: number | null; lastContactMsAgo: number | null;
+}
+
 /** What a tracker's status says about replication, as the tests read it. */
 export interface ReplStatus {
   origin: string;
   digest: string;
   versionVector: Record<string, number>;
-  replication?: { peers: { addr: string; connected: boolean; lag: number | null; lastContactMsAgo: number | null }[] };
+  peers: PeerLinkStatus[];
   online?: number;
 }
 

@@ -186,35 +186,40 @@ export class Replicator {
   get links(): ReadonlyMap<string, PeerLink> { return this.open; }
 
   status(): ReplicationStatus {
-    const now = this.clock.now();
-    const vector = this.opts.store.versionVector();
     return {
       origin: this.opts.store.origin,
       addr: this.dir.selfAddr,
-      vector,
+      vector: this.opts.store.versionVector(),
       digest: this.opts.store.digest(),
-      peers: this.dir.peers.map((addr) => {
-        const l = this.open.get(addr);
-        const rec = this.peers.get(addr)!;
-        const s = l?.session ?? null;
-        const theirs = s?.theirVector ?? null;
-        const heard = l ? l.lastHeardAt : rec.lastContactAt;
-        return {
-          addr,
-          connected: l !== undefined,
-          direction: l ? (l.role === 'dialer' ? 'out' : 'in') : null,
-          origin: l?.peerOrigin ?? rec.origin,
-          lastContactMsAgo: heard === null ? null : Math.max(0, now - heard),
-          lag: theirs ? vectorLag(vector, theirs) : null,
-          behind: theirs ? vectorLag(theirs, vector) : null,
-          inFlight: s?.inFlight ?? 0,
-          changesSent: s?.stats.changesSent ?? 0,
-          changesApplied: s?.stats.changesApplied ?? 0,
-          changesRefused: s?.stats.changesRefused ?? 0,
-          lastError: l ? null : rec.lastError,
-        };
-      }),
+      peers: this.peerStatus(),
     };
+  }
+
+  /** Every listed peer's link state (cheap: no digest). */
+  peerStatus(): PeerStatus[] {
+    const now = this.clock.now();
+    const vector = this.opts.store.versionVector();
+    return this.dir.peers.map((addr) => {
+      const l = this.open.get(addr);
+      const rec = this.peers.get(addr)!;
+      const s = l?.session ?? null;
+      const theirs = s?.theirVector ?? null;
+      const heard = l ? l.lastHeardAt : rec.lastContactAt;
+      return {
+        addr,
+        connected: l !== undefined,
+        direction: l ? (l.role === 'dialer' ? 'out' : 'in') : null,
+        origin: l?.peerOrigin ?? rec.origin,
+        lastContactMsAgo: heard === null ? null : Math.max(0, now - heard),
+        lag: theirs ? vectorLag(vector, theirs) : null,
+        behind: theirs ? vectorLag(theirs, vector) : null,
+        inFlight: s?.inFlight ?? 0,
+        changesSent: s?.stats.changesSent ?? 0,
+        changesApplied: s?.stats.changesApplied ?? 0,
+        changesRefused: s?.stats.changesRefused ?? 0,
+        lastError: l ? null : rec.lastError,
+      };
+    });
   }
 
   // ------------------------------------------------------------------ dialing
@@ -304,6 +309,7 @@ export class Replicator {
 
   private tick(): void {
     for (const l of [...this.all]) l.tick();
+    this.opts.presence?.sweep?.();
   }
 
   private pollPresence(): void {

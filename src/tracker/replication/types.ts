@@ -54,6 +54,8 @@ export interface PresencePort {
    * gossip relays to the other links. Entries whose holder is this tracker are ignored.
    */
   applyRemote(entries: PresenceEntry[]): PresenceEntry[];
+  /** Forgets expired copies; called every replication tick. */
+  sweep?(): void;
 }
 
 /** Signs with this tracker's Ed25519 key. */

@@ -1,0 +1,79 @@
+/**
+ * Wires replication into a running tracker: the replicator over the tracker's store, its Ed25519
+ * identity as the link key, key pins in the data dir, presence gossip through the presence table,
+ * replication hellos taken over from the RPC server, and peer link state in `status`.
+ *
+ * The tracker is seen through the narrow {@link ReplicationHost} so this module depends on what
+ * it uses, not on how the tracker is assembled.
+ */
+import { sign, type KeyObject } from 'node:crypto';
+import type { Socket } from 'node:net';
+import type { Endpoint } from '../../common/config.js';
+import type { Logger } from '../../common/log.js';
+import type { LineDecoder } from '../../protocol/rpc.js';
+import { FilePinStore, MemoryPinStore, type PinStore } from './pins.js';
+import { PresenceBridge, type PresenceTable } from './presence-bridge.js';
+import { Replicator, type ReplicatorOptions } from './replicator.js';
+import { systemClock, type Clock, type ReplicaStore } from './types.js';
+
+/** Takes over a connection whose first line is a replication hello. */
+export type LinkHandler = (socket: Socket, lines: string[], decoder: LineDecoder) => void;
+
+/** What replication needs from a tracker. */
+export interface ReplicationHost {
+  store: ReplicaStore & { get(kind: 'tkey', key: string): { publicKey: string } | undefined };
+  identity: { origin: string; privateKey: KeyObject; publicKeyB64: string };
+  presence: PresenceTable & { setChangeListener(fn: (() => void) | null): void };
+  server: { setLinkHandler(h: LinkHandler | null): void };
+  addStatus(name: string, provider: () => unknown): void;
+}
+
+export interface AttachOptions {
+  /** This tracker's line of tracker_info. */
+  self: Endpoint;
+  /** Every line of tracker_info. */
+  trackers: readonly Endpoint[];
+  /** Where key pins are kept (null: in memory, for in-process tests). */
+  dataDir: string | null;
+  log: Logger;
+  clock?: Clock;
+  /** Test hook, see {@link ReplicatorOptions.dialOverride}. */
+  dialOverride?: ReadonlyMap<string, Endpoint>;
+  tuning?: Pick<ReplicatorOptions, 'tickMs' | 'presencePollMs' | 'idleTimeoutMs' | 'backoffMinMs' | 'backoffMaxMs' | 'sync'>;
+}
+
+/** A running replication service; `stop()` it before closing the tracker. */
+export interface ReplicationHandle { replicator: Replicator; stop(): void }
+
+/** Starts replication for `host`. */
+export function attachReplication(host: ReplicationHost, o: AttachOptions): ReplicationHandle {
+  const clock = o.clock ?? systemClock;
+  let pins: PinStore;
+  if (o.dataDir) {
+    const f = new FilePinStore(o.dataDir);
+    if (f.loadError) o.log.warn({ err: f.loadError }, 'replication: key pins unreadable, starting with none');
+    pins = f;
+  } else pins = new MemoryPinStore();
+  const bridge = new PresenceBridge(host.presence, host.identity.origin, clock);
+  const key = host.identity.privateKey;
+  const rep = new Replicator({
+    self: o.self, trackers: o.trackers, store: host.store, pins, log: o.log, clock, presence: bridge,
+    signer: { publicKey: host.identity.publicKeyB64, sign: (data) => sign(null, data, key) },
+    knownKey: (origin) => host.store.get('tkey', origin)?.publicKey,
+    ...(o.dialOverride ? { dialOverride: o.dialOverride } : {}),
+    ...o.tuning,
+  });
+  host.server.setLinkHandler((s, lines, d) => rep.accept(s, lines, d));
+  host.presence.setChangeListener(() => rep.presenceChanged());
+  host.addStatus('peers', () => rep.peerStatus());
+  host.addStatus('replication', () => ({ links: rep.links.size, of: rep.dir.peers.length, presenceCopies: bridge.copies.size }));
+  rep.start();
+  return {
+    replicator: rep,
+    stop() {
+      host.server.setLinkHandler(null);
+      host.presence.setChangeListener(null);
+      rep.stop();
+    },
+  };
+}
