@@ -56,6 +56,8 @@ export class Download implements TorrentHost, SessionOwner {
   error: Error | undefined;
   /** Pieces verified by this run (resumed pieces excluded). */
   piecesFetched = 0;
+  /** Clock time when the last piece was verified (before the whole-file check), or 0. */
+  verifiedAt = 0;
 
   private part: PartFile | null = null;
   private picker: Picker | null = null;
@@ -364,6 +366,7 @@ export class Download implements TorrentHost, SessionOwner {
   private async complete(): Promise<void> {
     if (this.finishing) return;
     this.finishing = true;
+    this.verifiedAt = this.ctx.clock();
     for (const s of this.sessions.values()) s.setInterested(false);
     const part = this.part!;
     try {

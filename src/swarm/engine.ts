@@ -43,7 +43,7 @@ export interface SwarmEngineExt extends SwarmEngine {
   /** Payload bytes served by seeds so far. */
   uploaded(): number;
   /** Pieces fetched by a download in this run and the peers it banned. */
-  downloadStats(id: string): { piecesFetched: number; banned: string[] } | undefined;
+  downloadStats(id: string): { piecesFetched: number; banned: string[]; verifiedAt: number } | undefined;
 }
 
 export function createSwarmEngine(opts: SwarmEngineOptions): SwarmEngineExt {
@@ -201,7 +201,7 @@ export function createSwarmEngine(opts: SwarmEngineOptions): SwarmEngineExt {
 
     downloadStats(id) {
       const d = downloads.get(id);
-      return d ? { piecesFetched: d.piecesFetched, banned: d.bannedPeers } : undefined;
+      return d ? { piecesFetched: d.piecesFetched, banned: d.bannedPeers, verifiedAt: d.verifiedAt } : undefined;
     },
   };
   return engine;
