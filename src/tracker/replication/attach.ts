@@ -23,7 +23,7 @@ export type LinkHandler = (socket: Socket, lines: string[], decoder: LineDecoder
 export interface ReplicationHost {
   store: ReplicaStore & { get(kind: 'tkey', key: string): { publicKey: string } | undefined };
   identity: { origin: string; privateKey: KeyObject; publicKeyB64: string };
-  presence: PresenceTable & { setChangeListener(fn: (() => void) | null): void };
+  presence: Omit<PresenceTable, 'dropRemote'> & { setChangeListener(fn: (() => void) | null): void };
   server: { setLinkHandler(h: LinkHandler | null): void };
   addStatus(name: string, provider: () => unknown): void;
 }
@@ -54,7 +54,14 @@ export function attachReplication(host: ReplicationHost, o: AttachOptions): Repl
     if (f.loadError) o.log.warn({ err: f.loadError }, 'replication: key pins unreadable, starting with none');
     pins = f;
   } else pins = new MemoryPinStore();
-  const bridge = new PresenceBridge(host.presence, host.identity.origin, clock);
+  const p = host.presence;
+  const table: PresenceTable = {
+    exportLocal: () => p.exportLocal(),
+    importRemote: (e) => p.importRemote(e),
+    // A remote lease that ends now: the table forgets the copy and keeps a local lease if any.
+    dropRemote: (user, clientId) => p.importRemote([{ user, clientId, peer: '', shares: [], ttlMs: 0, origin: '' }]),
+  };
+  const bridge = new PresenceBridge(table, host.identity.origin, clock);
   const key = host.identity.privateKey;
   const rep = new Replicator({
     self: o.self, trackers: o.trackers, store: host.store, pins, log: o.log, clock, presence: bridge,
