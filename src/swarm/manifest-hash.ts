@@ -18,7 +18,8 @@
  * Synchronous positional reads from the page cache (~17 GB/s, 4 MiB at a time) beat
  * asynchronous ones, whose thread-pool thread would compete for the same two cores.
  *
- * Small files are hashed on the calling thread: starting a worker costs more than it saves.
+ * Small files are hashed on the calling thread: a worker's start and hand-overs cost more than
+ * they save there.
  */
 import { createHash } from 'node:crypto';
 import { readSync } from 'node:fs';
@@ -33,7 +34,12 @@ const SLOTS = 4;
 export const PARALLEL_MIN_BYTES = 64 * 1024 * 1024;
 
 /** The hashes of one file. */
-export interface FileHashes { pieces: Buffer; sha256: string }
+export interface FileHashes {
+  pieces: Buffer;
+  sha256: string;
+  /** Pieces whose SHA-1 the worker computed (0 on one thread): how the load balanced. */
+  workerPieces: number;
+}
 
 export interface HashOptions {
   /** Use the worker thread (default: for files of PARALLEL_MIN_BYTES or more). */
@@ -90,7 +96,7 @@ async function hashInline(fd: number, length: number, pieceLength: number, onPro
     // Let the shell and peers run between chunks.
     await yieldToLoop();
   }
-  return { pieces, sha256: sha256.digest('hex') };
+  return { pieces, sha256: sha256.digest('hex'), workerPieces: 0 };
 }
 
 // Control block (Int32Array over a SharedArrayBuffer). Per slot, stride 4:
@@ -105,52 +111,107 @@ const G_STOP = G_POSTED + 2;     // main asks the worker to quit (error path)
 const CTL_INTS = G_POSTED + 3;
 const EXHAUSTED = 1 << 30;
 
-// The worker: SHA-256 over the chunks in order; when it has caught up, SHA-1 of unclaimed pieces
-// of the newest chunk. It blocks on Atomics.wait (it has nothing else to do) and posts the digest.
+// The worker: for each job, SHA-256 over the chunks in order; when it has caught up, SHA-1 of
+// unclaimed pieces of the newest chunk. During a job it blocks on Atomics.wait (it has nothing
+// else to do), then posts the result and goes back to its event loop for the next job.
 // Ordering: the main thread writes a chunk's bytes, then CHUNK/COUNT, then DONE = 0, then
 // CLAIM = 0, then POSTED; every one of these is a sequentially consistent atomic, so a claim the
 // worker wins always sees the chunk's bytes and fields, even if the slot was reused meanwhile.
 const WORKER_SOURCE = `
-const { parentPort, workerData } = require('node:worker_threads');
+const { parentPort } = require('node:worker_threads');
 const { createHash } = require('node:crypto');
-const { ctlBuf, slotBufs, piecesBuf, length, pieceLength, chunkBytes, chunks } = workerData;
-const ctl = new Int32Array(ctlBuf);
-const slots = slotBufs.map((b) => Buffer.from(b));
-const pieces = Buffer.from(piecesBuf);
-const S = slots.length, G_POSTED = S * 4, G_SHA_DONE = G_POSTED + 1, G_STOP = G_POSTED + 2;
-const sha = createHash('sha256');
-let next = 0;
-for (;;) {
-  if (Atomics.load(ctl, G_STOP)) break;
-  const posted = Atomics.load(ctl, G_POSTED);
-  if (next < posted) {
-    const s = next % S;
-    sha.update(slots[s].subarray(0, Math.min(chunkBytes, length - next * chunkBytes)));
-    next++;
-    Atomics.store(ctl, G_SHA_DONE, next);
-    Atomics.notify(ctl, G_SHA_DONE);
-    continue;
-  }
-  if (posted > 0) {
-    const s = (posted - 1) % S, base = s * 4;
-    const i = Atomics.add(ctl, base, 1);
-    const chunk = Atomics.load(ctl, base + 3), count = Atomics.load(ctl, base + 2);
-    if (i < count) {
-      const off = i * pieceLength, end = Math.min(off + pieceLength, length - chunk * chunkBytes);
-      createHash('sha1').update(slots[s].subarray(off, end)).digest()
-        .copy(pieces, 20 * (chunk * (chunkBytes / pieceLength) + i));
-      Atomics.add(ctl, base + 1, 1);
-      Atomics.notify(ctl, base + 1);
+function run({ ctlBuf, slotBufs, piecesBuf, length, pieceLength, chunkBytes, chunks }) {
+  const ctl = new Int32Array(ctlBuf);
+  const slots = slotBufs.map((b) => Buffer.from(b));
+  const pieces = Buffer.from(piecesBuf);
+  const S = slots.length, G_POSTED = S * 4, G_SHA_DONE = G_POSTED + 1, G_STOP = G_POSTED + 2;
+  const sha = createHash('sha256');
+  let next = 0, stolen = 0;
+  for (;;) {
+    if (Atomics.load(ctl, G_STOP)) return null;
+    const posted = Atomics.load(ctl, G_POSTED);
+    if (next < posted) {
+      const s = next % S;
+      sha.update(slots[s].subarray(0, Math.min(chunkBytes, length - next * chunkBytes)));
+      next++;
+      Atomics.store(ctl, G_SHA_DONE, next);
+      Atomics.notify(ctl, G_SHA_DONE);
       continue;
     }
+    if (posted > 0) {
+      const s = (posted - 1) % S, base = s * 4;
+      const i = Atomics.add(ctl, base, 1);
+      const chunk = Atomics.load(ctl, base + 3), count = Atomics.load(ctl, base + 2);
+      if (i < count) {
+        const off = i * pieceLength, end = Math.min(off + pieceLength, length - chunk * chunkBytes);
+        createHash('sha1').update(slots[s].subarray(off, end)).digest()
+          .copy(pieces, 20 * (chunk * (chunkBytes / pieceLength) + i));
+        stolen++;
+        Atomics.add(ctl, base + 1, 1);
+        Atomics.notify(ctl, base + 1);
+        continue;
+      }
+    }
+    if (next >= chunks) return { sha256: sha.digest('hex'), stolen };
+    Atomics.wait(ctl, G_POSTED, posted, 200);
   }
-  if (next >= chunks) break;
-  Atomics.wait(ctl, G_POSTED, posted, 200);
 }
-parentPort.postMessage(Atomics.load(ctl, G_STOP) ? null : sha.digest('hex'));
+parentPort.on('message', (job) => {
+  let result;
+  try { result = run(job); } catch (e) { result = { error: String((e && e.stack) || e) }; }
+  parentPort.postMessage(result);
+});
 `;
 
+type WorkerResult = { sha256: string; stolen: number } | { error: string } | null;
+
+// One hashing worker per process, started on first use and kept (unreferenced, idle on its event
+// loop) for later uploads: starting one costs 30-90 ms of CPU, 5-10% of hashing a whole GiB.
+// Jobs run one at a time; `queue` chains them.
+let shared: Worker | null = null;
+let queue: Promise<unknown> = Promise.resolve();
+
+function hashWorker(): Worker {
+  if (shared) return shared;
+  const w = new Worker(WORKER_SOURCE, { eval: true });
+  const drop = (): void => { if (shared === w) shared = null; };
+  w.on('error', drop);
+  w.on('exit', drop);
+  w.unref();
+  shared = w;
+  return w;
+}
+
+/** Runs one job on the shared worker; resolves with its result, rejects if the worker dies. */
+function runJob(job: object): Promise<WorkerResult> {
+  const w = hashWorker();
+  return new Promise<WorkerResult>((resolve, reject) => {
+    const done = (): void => { w.off('message', onMessage); w.off('error', onError); w.off('exit', onExit); w.unref(); };
+    const onMessage = (m: WorkerResult): void => { done(); resolve(m); };
+    const onError = (e: Error): void => { done(); reject(e); };
+    const onExit = (code: number): void => { done(); reject(new Error(`hash worker exited with code ${code}`)); };
+    w.on('message', onMessage);
+    w.on('error', onError);
+    w.on('exit', onExit);
+    // Referenced while a job runs, so the process cannot exit under a pending upload.
+    w.ref();
+    w.postMessage(job);
+  });
+}
+
 async function hashParallel(fd: number, length: number, pieceLength: number, onProgress?: (d: number, t: number) => void): Promise<FileHashes> {
+  const prev = queue;
+  let release!: () => void;
+  queue = new Promise<void>((r) => { release = r; });
+  try {
+    await prev;
+    return await hashParallelJob(fd, length, pieceLength, onProgress);
+  } finally {
+    release();
+  }
+}
+
+async function hashParallelJob(fd: number, length: number, pieceLength: number, onProgress?: (d: number, t: number) => void): Promise<FileHashes> {
   const chunkBytes = Math.max(CHUNK_BYTES, pieceLength);
   const chunks = Math.ceil(length / chunkBytes);
   const perChunk = chunkBytes / pieceLength;
@@ -166,23 +227,16 @@ async function hashParallel(fd: number, length: number, pieceLength: number, onP
   // the new chunk: no piece is hashed twice and DONE never overcounts.
   for (let s = 0; s < SLOTS; s++) { ctl[s * 4 + CLAIM] = EXHAUSTED; ctl[s * 4 + COUNT] = 0; ctl[s * 4 + CHUNK] = -1; }
 
-  const worker = new Worker(WORKER_SOURCE, {
-    eval: true,
-    workerData: { ctlBuf, slotBufs, piecesBuf, length, pieceLength, chunkBytes, chunks },
-  });
   let failure: Error | null = null;
-  const digest = new Promise<string | null>((resolve, reject) => {
-    worker.once('message', resolve);
-    worker.once('error', (e) => { failure = e; reject(e); });
-    worker.once('exit', (code) => { if (code !== 0) { failure ??= new Error(`hash worker exited with ${code}`); reject(failure); } });
-  });
-  digest.catch(() => { /* surfaced through `failure` and the final await */ });
+  const result = runJob({ ctlBuf, slotBufs, piecesBuf, length, pieceLength, chunkBytes, chunks });
+  result.catch((e: Error) => { failure = e; });
+  const failed = (): CoterieError => new CoterieError('IO', 'hashing failed', { cause: failure });
 
-  // Waits (without blocking the event loop, so worker errors are seen) until ctl[i] != v.
+  // Waits (without blocking the event loop, so a dead worker is noticed) until ctl[i] != v.
   const waitChange = async (i: number, v: number): Promise<void> => {
     const r = waitAsync(ctl, i, v, 100);
     if (r.async) await r.value;
-    if (failure) throw new CoterieError('IO', 'hashing failed', { cause: failure });
+    if (failure) throw failed();
   };
 
   try {
@@ -212,21 +266,22 @@ async function hashParallel(fd: number, length: number, pieceLength: number, onP
       }
       onProgress?.(start + len, length);
       await yieldToLoop();
-      if (failure) throw new CoterieError('IO', 'hashing failed', { cause: failure });
+      if (failure) throw failed();
     }
-    const sha256 = await digest;
-    if (sha256 === null) throw new CoterieError('IO', 'hashing was stopped');
-    // The worker posts only after its last steal, but check rather than trust.
+    const r = await result.catch(() => { throw failed(); });
+    if (r === null) throw new CoterieError('IO', 'hashing was stopped');
+    if ('error' in r) throw new CoterieError('IO', 'hashing failed in the worker', { cause: new Error(r.error) });
+    // The worker reports only after its last steal, but check rather than trust.
     for (let s = 0; s < SLOTS; s++) {
       for (let v; (v = Atomics.load(ctl, s * 4 + DONE)) < Atomics.load(ctl, s * 4 + COUNT);) await waitChange(s * 4 + DONE, v);
     }
-    return { pieces: Buffer.from(pieces), sha256 };
+    return { pieces: Buffer.from(pieces), sha256: r.sha256, workerPieces: r.stolen };
   } catch (e) {
+    // Make the worker abandon this job (it checks STOP on every turn, and wakes within 200 ms),
+    // and wait for it, so the next job never shares the worker with a stale one.
     Atomics.store(ctl, G_STOP, 1);
     Atomics.notify(ctl, G_POSTED);
+    await result.catch(() => undefined);
     throw e;
-  } finally {
-    // On success the worker has already left its loop; on failure it sees STOP within 200 ms.
-    void worker.terminate();
   }
 }

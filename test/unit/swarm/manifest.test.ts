@@ -2,7 +2,7 @@ import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CoterieError } from '../../../src/common/errors.js';
@@ -92,6 +92,30 @@ describe('buildManifest', () => {
       assert.deepEqual(manifest.pieces, ref.pieces);
       assert.equal(sha256, ref.sha256);
     }
+  });
+
+  test('a file that shrinks while hashed fails with IO, and the next build still works', async () => {
+    for (const parallel of [true, false]) {
+      const { path, data } = makeFile(`shrinks-${parallel}.bin`, 20 * MiB);
+      let truncated = false;
+      await assert.rejects(buildManifest(path, { pieceLength: 256 * KiB, parallel }, () => {
+        if (!truncated) { truncated = true; truncateSync(path, 5 * MiB); }
+      }), badCode('IO'));
+      writeFileSync(path, data);
+      const { sha256 } = await buildManifest(path, { pieceLength: 256 * KiB, parallel });
+      assert.equal(sha256, reference(data, 256 * KiB).sha256);
+    }
+  });
+
+  test('concurrent parallel builds share the worker and both come out right', async () => {
+    const a = makeFile('conc-a.bin', 12 * MiB + 5);
+    const b = makeFile('conc-b.bin', 9 * MiB);
+    const [ra, rb] = await Promise.all([
+      buildManifest(a.path, { pieceLength: 64 * KiB, parallel: true }),
+      buildManifest(b.path, { pieceLength: 64 * KiB, parallel: true }),
+    ]);
+    assert.deepEqual(ra.manifest.pieces, reference(a.data, 64 * KiB).pieces);
+    assert.equal(rb.sha256, reference(b.data, 64 * KiB).sha256);
   });
 
   test('reports monotonic progress ending at the total', async () => {
