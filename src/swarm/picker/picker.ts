@@ -12,6 +12,18 @@ import type { BlockRequest, PeerKey, PickerOptions, PiecePhase } from './types.j
 
 const PHASES: readonly PiecePhase[] = ['missing', 'partial', 'received', 'verified'];
 
+/** Calls `f` with every piece index set in wire-order `bytes`, ascending. */
+function forEachSet(bytes: Uint8Array, f: (piece: number) => void): void {
+  for (let k = 0; k < bytes.length; k++) {
+    let m = bytes[k]!;
+    while (m !== 0) {
+      const off = Math.clz32(m) - 24; // highest set bit of the byte = lowest piece in it
+      f(k * 8 + off);
+      m &= ~(0x80 >>> off);
+    }
+  }
+}
+
 /** What the picker knows of one connected peer. */
 interface PeerState {
   readonly key: PeerKey;
@@ -60,6 +72,8 @@ export class Picker {
   /** Bumped whenever a piece becomes a candidate again, to wake peers that found nothing. */
   private freshEpoch = 0;
   private readonly peers = new Map<PeerKey, PeerState>();
+  /** The same peers in a dense array, for the per-piece loops (no iterator objects). */
+  private readonly peerList: PeerState[] = [];
   /** The last peer looked up: consecutive blocks mostly come from the same peer. */
   private lastPeer: PeerState | undefined;
 
@@ -98,11 +112,12 @@ export class Picker {
       const bf = has === 'none' ? new Bitfield(n) : has.clone();
       ps.has = bf;
       ps.hasBytes = bf.bytes();
-      for (const p of bf) this.avail.increment(p);
+      forEachSet(ps.hasBytes, (p) => this.avail.increment(p));
       const mine = this.haveBf.bytes();
       for (let k = 0; k < mine.length; k++) ps.wanted += popcountByte(ps.hasBytes[k]! & ~mine[k]!);
     }
     this.peers.set(peer, ps);
+    this.peerList.push(ps);
   }
 
   /** The peer announced a piece (HAVE). An unknown peer is taken to have joined with nothing. */
@@ -131,8 +146,11 @@ export class Picker {
     if (ps === undefined) return;
     this.releaseAll(ps);
     if (ps.has === null) this.avail.seeds--;
-    else for (const p of ps.has) this.avail.decrement(p);
+    else forEachSet(ps.has.bytes(), (p) => this.avail.decrement(p));
     this.peers.delete(peer);
+    const list = this.peerList, at = list.indexOf(ps);
+    list[at] = list[list.length - 1]!;
+    list.pop();
     if (this.lastPeer === ps) this.lastPeer = undefined;
   }
 
@@ -256,7 +274,7 @@ export class Picker {
     if (st === ACTIVE) this.ledger.forget(piece, this.dropOne);
     this.ledger.verified(piece);
     this.haveBf.set(piece);
-    for (const ps of this.peers.values()) if (ps.has !== null && ps.has.get(piece)) ps.wanted--;
+    this.adjustWanted(piece, -1);
   }
 
   /** The piece's hash did not match (or verified data turned out bad): fetch all of it again. */
@@ -265,10 +283,19 @@ export class Picker {
     if (st === undefined || st === FRESH) return; // nothing received: already a candidate
     if (st === VERIFIED) {
       this.haveBf.clear(piece);
-      for (const ps of this.peers.values()) if (ps.has !== null && ps.has.get(piece)) ps.wanted++;
+      this.adjustWanted(piece, 1);
     }
     if (st === ACTIVE) this.ledger.forget(piece, this.dropOne);
     this.ledger.reset(piece);
+  }
+
+  /** Adds `d` to `wanted` of every non-seed peer that has `piece` (we gained or lost it). */
+  private adjustWanted(piece: number, d: number): void {
+    const list = this.peerList, k = piece >>> 3, m = 0x80 >>> (piece & 7);
+    for (let i = 0; i < list.length; i++) {
+      const ps = list[i]!, b = ps.hasBytes;
+      if (b !== null && (b[k]! & m) !== 0) ps.wanted += d;
+    }
   }
 
   // ---- status ---------------------------------------------------------------------------------
