@@ -102,6 +102,8 @@ export class Picker {
 
   /** A peer connected with these pieces. Joining again under the same key replaces it. */
   peerJoined(peer: PeerKey, has: Bitfield | 'all' | 'none'): void {
+    // Keys live in an Int32Array beside -1 for "nobody".
+    if (!Number.isInteger(peer) || peer < 0 || peer > 0x7fffffff) throw new RangeError(`bad peer key ${peer}`);
     if (this.peers.has(peer)) this.peerLeft(peer);
     const n = this.geo.pieceCount;
     const ps: PeerState = { key: peer, has: null, hasBytes: null, inflight: 0, wanted: 0, dryEpoch: -1, memo: new RarestMemo() };

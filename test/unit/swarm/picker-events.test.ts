@@ -180,6 +180,7 @@ describe('Picker events', () => {
     assert.deepEqual([0, 1, 2].map((p) => pk.availability(p)), [0, 0, 0]);
     assert.throws(() => pk.peerHave(4, 3), { name: 'ProtocolError' });
     assert.throws(() => pk.peerJoined(5, new Bitfield(4)), { name: 'ProtocolError' });
+    assert.throws(() => pk.peerJoined(-1, 'all'), RangeError);
   });
 
   test('a peer that completes by HAVEs keeps being served the rarest piece', () => {
