@@ -13,6 +13,10 @@
  * timed window. The start is taken with Date.now() just before `download_file` is written.
  *
  * Every process is tracked and killed by PID in {@link killAll} (on exit and on SIGINT).
+ *
+ * The shims build first when the sources changed; {@link ensureBuilt} does that once before a pass.
+ * COTERIE_BENCH_DIRECT=1 starts `node dist/src/.../main.js` exactly as the shims exec it, without
+ * their build check (for running the suite while someone else edits src/).
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { closeSync, openSync, readSync, statSync, watch, writeFileSync, type FSWatcher } from 'node:fs';
@@ -29,8 +33,17 @@ export function killAll(): void {
 
 /** Builds once if the sources changed (what the shims do on first use), so parallel spawns do not all build. */
 export function ensureBuilt(): void {
+  if (process.env['COTERIE_BENCH_DIRECT'] === '1') return;
   const r = spawnSync(join(REPO_ROOT, 'scripts', 'ensure-built.sh'), [REPO_ROOT], { stdio: ['ignore', 'inherit', 'inherit'] });
   if (r.status !== 0) throw new Error('scripts/ensure-built.sh failed');
+}
+
+/** Command and arguments that start `program` (`tracker` or `client`) with `args`. */
+function command(program: 'tracker' | 'client', args: string[]): [string, string[]] {
+  if (process.env['COTERIE_BENCH_DIRECT'] === '1') {
+    return [process.execPath, ['--enable-source-maps', join(REPO_ROOT, 'dist', 'src', program, 'main.js'), ...args]];
+  }
+  return [join(REPO_ROOT, program), args];
 }
 
 function exitOf(child: ChildProcess): Promise<number | null> {
@@ -51,7 +64,8 @@ export class CoterieTracker {
   get pid(): number { return this.child.pid!; }
 
   static async start(infoFile: string, no: number, dataDir: string, env: NodeJS.ProcessEnv = {}): Promise<CoterieTracker> {
-    const child = spawn(join(REPO_ROOT, 'tracker'), [infoFile, String(no), '--data-dir', dataDir], {
+    const [cmd, argv] = command('tracker', [infoFile, String(no), '--data-dir', dataDir]);
+    const child = spawn(cmd, argv, {
       stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, COTERIE_LOG: 'warn', ...env },
     });
     live.add(child);
@@ -122,7 +136,8 @@ export class CoterieClient {
   static start(o: { name: string; port: number; infoFile: string; dataDir: string; cwd: string; stay?: boolean; env?: NodeJS.ProcessEnv }): CoterieClient {
     const peer = `127.0.0.1:${o.port}`;
     const args = [peer, o.infoFile, '--data-dir', o.dataDir, ...(o.stay ? ['--stay'] : [])];
-    const child = spawn(join(REPO_ROOT, 'client'), args, {
+    const [cmd, argv] = command('client', args);
+    const child = spawn(cmd, argv, {
       cwd: o.cwd, stdio: ['pipe', 'pipe', 'pipe'],
       env: { ...process.env, NO_COLOR: '1', ...o.env, COTERIE_LOG: 'info' },
     });

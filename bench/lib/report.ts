@@ -75,7 +75,8 @@ export function markdown(r: Results): string {
   lines.push('| # | measurement | Coterie | libtorrent / reference | ratio |');
   lines.push('|---|---|---|---|---|');
   for (const f of r.figures) {
-    const co = f.status === 'ok' ? (f.coterieText ?? fmtStat(f.coterie, f.unit)) : f.status === 'skipped' ? `skipped${f.note ? `: ${f.note}` : ''}` : `FAILED${f.note ? `: ${f.note}` : ''}`;
+    const cut = (t: string) => (t.length > 140 ? t.slice(0, 137) + '...' : t);
+    const co = f.status === 'ok' ? (f.coterieText ?? fmtStat(f.coterie, f.unit)) : f.status === 'skipped' ? `skipped${f.note ? `: ${cut(f.note)}` : ''}` : `FAILED${f.note ? `: ${cut(f.note)}` : ''}`;
     const refCell = f.reference ? (f.reference.text ?? (f.reference.stat ? `${fmtStat(f.reference.stat, f.unit)}` : '–')) : '–';
     const refName = f.reference && refCell !== '–' && !f.reference.text ? ` ${f.reference.name === 'libtorrent' ? '' : `(${f.reference.name})`}`.trimEnd() : '';
     lines.push(`| ${f.scenario} | ${f.label} | ${co.replace(/\|/g, '/')} | ${refCell}${refName} | ${f.status === 'ok' ? ratioCell(f) : '–'} |`);
