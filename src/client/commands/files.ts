@@ -22,7 +22,20 @@ import { requireUser, type ClientContext } from './context.js';
  */
 const MAX_UPLOAD_PIECES = 16_000;
 
+/**
+ * Hidden benchmark knob: COTERIE_PIECE_KIB (e.g. 256) forces the piece length, so that the
+ * benchmark (bench/) compares like with like with libtorrent's 256 KiB pieces. Ignored unless it
+ * is a power of two from 16 KiB to 16 MiB that keeps the file within MAX_UPLOAD_PIECES.
+ */
+function forcedPieceLength(size: number): number | null {
+  const p = Number(process.env['COTERIE_PIECE_KIB']) * 1024;
+  const ok = Number.isInteger(p) && p >= 16 * 1024 && p <= MAX_PIECE_LENGTH && (p & (p - 1)) === 0 && Math.ceil(size / p) <= MAX_UPLOAD_PIECES;
+  return ok ? p : null;
+}
+
 function pieceLengthFor(size: number): number {
+  const forced = forcedPieceLength(size);
+  if (forced !== null) return forced;
   let p = choosePieceLength(size);
   while (p < MAX_PIECE_LENGTH && Math.ceil(size / p) > MAX_UPLOAD_PIECES) p *= 2;
   return p;
