@@ -1,0 +1,214 @@
+import { describe, test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdtempSync, readFileSync, readSync, rmSync, statSync, truncateSync, utimesSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { CoterieError, IntegrityError } from '../../../src/common/errors.js';
+import type { Manifest, ResumeStore } from '../../../src/swarm/api.js';
+import { buildManifest } from '../../../src/swarm/manifest.js';
+import { BufferPool, FdCache, PartFile, SeedSource } from '../../../src/swarm/storage.js';
+
+const PL = 32 * 1024;
+
+class MemResume implements ResumeStore {
+  recs = new Map<string, { bitfield: Uint8Array; partSize: number; partMtimeMs: number }>();
+  saves = 0;
+  completed: string[] = [];
+  load(id: string) { return this.recs.get(id); }
+  save(id: string, bitfield: Uint8Array, partSize: number, partMtimeMs: number): void {
+    this.saves++;
+    this.recs.set(id, { bitfield: Uint8Array.from(bitfield), partSize, partMtimeMs });
+  }
+  complete(id: string): void { this.completed.push(id); this.recs.delete(id); }
+}
+
+let dir: string;
+let data: Buffer;
+let manifest: Manifest;
+let sha256: string;
+
+before(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'coterie-storage-'));
+  data = randomBytes(10 * PL + 1234);
+  writeFileSync(join(dir, 'src.bin'), data);
+  ({ manifest, sha256 } = await buildManifest(join(dir, 'src.bin'), { pieceLength: PL }));
+});
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+function piece(i: number): Buffer {
+  return data.subarray(i * PL, Math.min(data.length, (i + 1) * PL));
+}
+
+/** Writes piece `i` through a pooled-size buffer, as the assembler does. */
+function writePiece(pf: PartFile, i: number): void {
+  const buf = Buffer.alloc(PL);
+  const p = piece(i);
+  p.copy(buf);
+  pf.writePiece(i, buf, p.length);
+}
+
+describe('part file', () => {
+  test('fresh download: sized at once, pieces written in place, served back, resume saved in batches', async () => {
+    const dest = join(dir, 'fresh.bin');
+    const store = new MemResume();
+    const pf = await PartFile.open({ id: 'd1', manifest, destPath: dest, resume: store });
+    assert.equal(pf.mode, 'fresh');
+    assert.equal(statSync(`${dest}.part`).size, manifest.length);
+    for (const i of [3, 0, 10, 7]) writePiece(pf, i);
+    assert.equal(store.saves, 0, 'saves are batched, not per piece');
+    await new Promise((r) => setTimeout(r, 350));
+    assert.equal(store.saves, 1);
+    assert.deepEqual([...pf.have], [0, 3, 7, 10]);
+    assert.ok(pf.has(10) && !pf.has(1) && !pf.has(-1) && !pf.has(11));
+    // Serving: a readv across a piece boundary returns the file's bytes.
+    const v1 = Buffer.alloc(1000), v2 = Buffer.alloc(PL);
+    pf.readBlocks([v1, v2], 3 * PL + PL - 1000, 1000 + PL);
+    assert.ok(Buffer.concat([v1, v2]).equals(Buffer.concat([piece(3).subarray(PL - 1000), Buffer.alloc(PL)])));
+    pf.close();
+    const rec = store.recs.get('d1')!;
+    assert.equal(rec.partSize, manifest.length);
+    assert.equal(rec.partMtimeMs, statSync(`${dest}.part`).mtimeMs);
+  });
+
+  test('resume: a matching record is trusted; a changed file is re-hashed and keeps only good pieces', async () => {
+    const dest = join(dir, 'resume.bin');
+    const store = new MemResume();
+    let pf = await PartFile.open({ id: 'r', manifest, destPath: dest, resume: store });
+    for (const i of [1, 2, 5, 10]) writePiece(pf, i);
+    pf.close();
+    pf = await PartFile.open({ id: 'r', manifest, destPath: dest, resume: store });
+    assert.equal(pf.mode, 'trusted');
+    assert.deepEqual([...pf.have], [1, 2, 5, 10]);
+    pf.close();
+    // Corrupt piece 2 on disk: size and mtime change, so nothing recorded is trusted.
+    const bad = Buffer.from(readFileSync(`${dest}.part`));
+    bad[2 * PL + 17] ^= 0xff;
+    writeFileSync(`${dest}.part`, bad);
+    utimesSync(`${dest}.part`, new Date(), new Date(Date.now() + 5000));
+    pf = await PartFile.open({ id: 'r', manifest, destPath: dest, resume: store });
+    assert.equal(pf.mode, 'rehashed');
+    assert.deepEqual([...pf.have], [1, 5, 10]);
+    // The re-hash result is saved at once, with the file's current size and mtime.
+    assert.equal(store.recs.get('r')!.partMtimeMs, statSync(`${dest}.part`).mtimeMs);
+    pf.close();
+  });
+
+  test('resume without a record (crash before the first save) re-hashes what is on disk', async () => {
+    const dest = join(dir, 'norecord.bin');
+    const part = Buffer.alloc(manifest.length);
+    piece(4).copy(part, 4 * PL);
+    piece(10).copy(part, 10 * PL);
+    writeFileSync(`${dest}.part`, part);
+    const pf = await PartFile.open({ id: 'n', manifest, destPath: dest, resume: new MemResume() });
+    assert.equal(pf.mode, 'rehashed');
+    assert.deepEqual([...pf.have], [4, 10]);
+    pf.close();
+  });
+
+  test('a short .part (truncated) only counts whole pieces', async () => {
+    const dest = join(dir, 'short.bin');
+    writeFileSync(`${dest}.part`, data.subarray(0, 3 * PL + 100));
+    const pf = await PartFile.open({ id: 's', manifest, destPath: dest, resume: new MemResume() });
+    assert.deepEqual([...pf.have], [0, 1, 2]);
+    assert.equal(statSync(`${dest}.part`).size, manifest.length);
+    pf.close();
+  });
+
+  test('finish: SHA-256 checked, renamed, record dropped', async () => {
+    const dest = join(dir, 'done.bin');
+    const store = new MemResume();
+    const pf = await PartFile.open({ id: 'f', manifest, destPath: dest, resume: store });
+    for (let i = 0; i < manifest.pieceCount; i++) writePiece(pf, i);
+    await pf.finish(sha256);
+    assert.ok(readFileSync(dest).equals(data));
+    assert.ok(!existsSync(`${dest}.part`));
+    assert.deepEqual(store.completed, ['f']);
+    assert.equal(pf.isOpen, false);
+  });
+
+  test('finish with a wrong SHA-256: IntegrityError, no complete file', async () => {
+    const dest = join(dir, 'badsha.bin');
+    const pf = await PartFile.open({ id: 'b', manifest, destPath: dest, resume: new MemResume() });
+    for (let i = 0; i < manifest.pieceCount; i++) writePiece(pf, i);
+    await assert.rejects(pf.finish('0'.repeat(64)), (e: Error) => e instanceof IntegrityError && (e as CoterieError).code === 'INTEGRITY');
+    assert.ok(!existsSync(dest));
+    pf.close();
+  });
+
+  test('disk full: the write fails with a clear IO error', async () => {
+    const dest = join(dir, 'full.bin');
+    const enospc = Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
+    const pf = await PartFile.open({
+      id: 'x', manifest, destPath: dest, resume: new MemResume(),
+      write: () => { throw enospc; },
+    });
+    assert.throws(() => writePiece(pf, 0), (e: CoterieError) => e.code === 'IO' && /disk full/.test(e.message));
+    assert.ok(!pf.has(0));
+    pf.close();
+  });
+
+  test('unwritable destination (no such directory): IO error at open', async () => {
+    const dest = join(dir, 'missing-dir', 'x.bin');
+    await assert.rejects(PartFile.open({ id: 'm', manifest, destPath: dest, resume: new MemResume() }),
+      (e: CoterieError) => e.code === 'IO' && /no such directory/.test(e.message));
+    // A destination whose parent is a regular file.
+    const dest2 = join(dir, 'src.bin', 'x.bin');
+    await assert.rejects(PartFile.open({ id: 'm', manifest, destPath: dest2, resume: new MemResume() }), (e: CoterieError) => e.code === 'IO');
+  });
+
+  test('an empty file completes with zero pieces', async () => {
+    writeFileSync(join(dir, 'empty-src'), Buffer.alloc(0));
+    const m = await buildManifest(join(dir, 'empty-src'));
+    const dest = join(dir, 'empty.bin');
+    const pf = await PartFile.open({ id: 'e', manifest: m.manifest, destPath: dest, resume: new MemResume() });
+    assert.equal(pf.have.full, true);
+    await pf.finish(m.sha256);
+    assert.equal(statSync(dest).size, 0);
+  });
+});
+
+describe('seed source and caches', () => {
+  test('positional reads of a seeded file; a file that shrank is an IO error', () => {
+    const path = join(dir, 'seed.bin');
+    writeFileSync(path, data);
+    const cache = new FdCache(4);
+    const src = new SeedSource(path, manifest, cache);
+    const a = Buffer.alloc(100), b = Buffer.alloc(5000);
+    src.readBlocks([a, b], 7 * PL + 3, 5100);
+    assert.ok(Buffer.concat([a, b]).equals(data.subarray(7 * PL + 3, 7 * PL + 5103)));
+    assert.ok(src.has(0) && src.has(manifest.pieceCount - 1) && !src.has(manifest.pieceCount));
+    truncateSync(path, 5 * PL);
+    // The cached descriptor reads short now.
+    assert.throws(() => src.readBlocks([Buffer.alloc(PL)], 8 * PL, PL), (e: CoterieError) => e.code === 'IO');
+    // A fresh open notices the size change at once.
+    cache.closeAll();
+    assert.throws(() => src.readBlocks([Buffer.alloc(10)], 0, 10), (e: CoterieError) => e.code === 'IO' && /changed/.test(e.message));
+  });
+
+  test('the descriptor cache stays bounded and still serves every file', () => {
+    const cache = new FdCache(2);
+    const paths = [0, 1, 2, 3].map((i) => {
+      const p = join(dir, `f${i}.bin`);
+      writeFileSync(p, Buffer.from([i, i, i]));
+      return p;
+    });
+    for (let round = 0; round < 3; round++) {
+      for (const [i, p] of paths.entries()) {
+        const b = Buffer.alloc(1);
+        assert.equal(readSync(cache.get(p, 3), b, 0, 1, 0), 1);
+        assert.equal(b[0], i);
+      }
+    }
+    cache.closeAll();
+  });
+
+  test('buffer pool reuses what it is given', () => {
+    const pool = new BufferPool(1024, 2);
+    const a = pool.take(), b = pool.take();
+    pool.give(a);
+    assert.equal(pool.take(), a);
+    pool.give(b);
+    assert.equal(pool.out, 1);
+  });
+});
