@@ -15,6 +15,8 @@ import { CoterieError, describe } from '../common/errors.js';
 import { fileLogger, type Logger } from '../common/log.js';
 import type { ResumeStore, SwarmEngine } from '../swarm/api.js';
 import { createSwarmEngine } from '../swarm/engine.js';
+import type { AuthorizeHook } from '../swarm/peer-server.js';
+import { AccessGate } from './access.js';
 import { parseClientArgs, USAGE } from './args.js';
 import { endSession } from './commands/accounts.js';
 import { Serving, type ClientContext } from './commands/context.js';
@@ -29,6 +31,7 @@ export interface EngineOptions {
   logger: Logger;
   maxUploadRate?: number;
   maxDownloadRate?: number;
+  authorize?: AuthorizeHook;
 }
 
 /** The process's streams and surroundings. */
@@ -85,9 +88,10 @@ export async function runClient(argv: readonly string[], io: ClientIO = processI
   const logger = fileLogger('client', join(dataDir, 'client.log'));
   logger.info({ peer: args.peerText, trackers, dataDir }, 'client starting');
 
+  const access = new AccessGate(logger);
   let engine: SwarmEngine;
   try {
-    const opts: EngineOptions = { listen: args.peer, resume: state, logger };
+    const opts: EngineOptions = { listen: args.peer, resume: state, logger, authorize: access.authorize };
     if (args.maxUploadRate !== undefined) opts.maxUploadRate = args.maxUploadRate;
     if (args.maxDownloadRate !== undefined) opts.maxDownloadRate = args.maxDownloadRate;
     engine = createSwarmEngine(opts);
@@ -109,15 +113,17 @@ export async function runClient(argv: readonly string[], io: ClientIO = processI
       serving.clear();
       shell.out.warn(`${err.message}; log in again (login <user_id> <passwd>)`);
     },
+    onRenewed: (r) => access.addKeys(r.trackerKeys),
   });
   const ctx: ClientContext = {
-    link, state, engine, out: shell.out, logger, peer: args.peerText, clientId: state.clientId, cwd: io.cwd,
-    serving, knownGroups: [], newId: () => randomBytes(8).toString('hex'), quitRequested: false,
+    link, state, engine, out: shell.out, access, logger, peer: args.peerText, clientId: state.clientId, cwd: io.cwd,
+    serving, knownGroups: [], newId: () => randomBytes(8).toString('hex'), quitRequested: false, background: new Set(),
   };
 
   let closing: Promise<void> | null = null;
   const close = (): Promise<void> => {
     closing ??= (async () => {
+      await bounded(Promise.allSettled([...ctx.background]), SHUTDOWN_MS);
       if (link.user !== undefined) {
         await bounded(endSession(ctx).catch((err) => logger.warn({ err: describe(err) }, 'logout at exit failed')), SHUTDOWN_MS);
       }
@@ -154,6 +160,8 @@ export async function runClient(argv: readonly string[], io: ClientIO = processI
       }
       // Downloads run in the background; at the end of a script they are what is left to do.
       await engine.whenIdle();
+      // Let the completion callbacks of the last downloads register their background work.
+      await new Promise((r) => setImmediate(r));
     }
     await close();
     if (end === 'eof' && io.isTTY) shell.out.line('bye');

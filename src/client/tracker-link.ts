@@ -65,6 +65,8 @@ export interface TrackerLinkOptions {
   connect?: (e: Endpoint) => Socket;
   /** The session ended without the user asking (could not be renewed). */
   onSessionLost?: (err: CoterieError) => void;
+  /** A login the link made by itself (session renewal) succeeded; its answer carries tracker keys. */
+  onRenewed?: (result: OpResult<'login'>) => void;
 }
 
 /** An open session: the token the trackers gave, and what is needed to renew it. */
@@ -258,6 +260,7 @@ export class TrackerLink implements RpcCaller {
           }, undefined, false);
           if (this.session === old) this.session = { ...old, token: r.token };
           this.opts.logger?.info({ user: old.user }, 'session renewed');
+          this.opts.onRenewed?.(r);
         } catch (err) {
           // Only a definite "no" ends the session: the password no longer opens the account, or
           // the id went to an earlier claim. Anything else (no tracker reachable, a tracker that
@@ -428,8 +431,9 @@ export class TrackerLink implements RpcCaller {
   private onConnectionFailed(conn: Connection, why: string): void {
     if (this.conn !== conn) return;
     this.conn = null;
+    if (this.closed) return;
     if (this.index === conn.index) this.index = (conn.index + 1) % this.trackers.length;
     this.opts.logger?.warn({ tracker: formatEndpoint(conn.endpoint), why }, 'lost the tracker connection');
-    if (this.session && !this.closed) this.timers.setTimeout(() => { void this.heartbeatNow(); }, 0);
+    if (this.session) this.timers.setTimeout(() => { void this.heartbeatNow(); }, 0);
   }
 }

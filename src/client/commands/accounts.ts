@@ -23,6 +23,7 @@ export async function login(ctx: ClientContext, [user, password]: string[]): Pro
   }
   checkId('user id', user!);
   const r = await ctx.link.call('login', { user: user!, password: password!, peer: ctx.peer, clientId: ctx.clientId });
+  ctx.access.addKeys(r.trackerKeys);
   ctx.link.startSession(r.user, r.token, password!);
   ctx.out.line(`logged in as ${r.user}`);
   // Picking up this user's shares and downloads must not turn a successful login into an error:

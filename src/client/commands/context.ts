@@ -8,6 +8,7 @@ import { CoterieError } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
 import type { ShareRef } from '../../protocol/rpc.js';
 import type { SwarmEngine } from '../../swarm/api.js';
+import type { AccessGate } from '../access.js';
 import type { LocalState } from '../local-state.js';
 import type { RpcCaller } from '../tracker-link.js';
 
@@ -51,6 +52,8 @@ export interface ClientContext {
   state: LocalState;
   engine: SwarmEngine;
   out: Output;
+  /** Who may fetch from this client; learns the trackers' keys at login. */
+  access: AccessGate;
   logger: Logger;
   /** This client's peer address as given on the command line (`IP:PORT`). */
   peer: string;
@@ -64,6 +67,17 @@ export interface ClientContext {
   newId(): string;
   /** Set by `quit`: the shell stops reading once the command is done. */
   quitRequested: boolean;
+  /**
+   * Work started in the background by engine callbacks (sharing a completed download). The
+   * process waits for it before logging out at exit, so that work is not cut off half way.
+   */
+  background: Set<Promise<unknown>>;
+}
+
+/** Runs `p` as background work of `ctx` (see `ClientContext.background`). */
+export function inBackground(ctx: ClientContext, p: Promise<unknown>): void {
+  const tracked = p.catch(() => undefined).finally(() => ctx.background.delete(tracked));
+  ctx.background.add(tracked);
 }
 
 /** The logged-in user, or NOT_LOGGED_IN. */

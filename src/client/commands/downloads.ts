@@ -17,7 +17,7 @@ import type { Manifest, PeerInfo } from '../../swarm/api.js';
 import { parseManifest } from '../../swarm/manifest.js';
 import { downloadLine, printable, recordedDownloadLine } from '../format.js';
 import type { DownloadRecord } from '../local-state.js';
-import { requireUser, type ClientContext } from './context.js';
+import { inBackground, requireUser, type ClientContext } from './context.js';
 
 /** The peers worth connecting to: every one but this client itself. */
 function otherPeers(ctx: ClientContext, peers: OpResult<'get_peers'>['peers']): PeerInfo[] {
@@ -100,7 +100,7 @@ function start(ctx: ClientContext, rec: DownloadRecord, manifest: Manifest, peer
         .catch((err) => ctx.logger.warn({ group, name, err: describe(err) }, 'announce of a partial download failed'));
     },
     onDone: (result) => {
-      if (result.ok) void finished(ctx, rec, manifest);
+      if (result.ok) inBackground(ctx, finished(ctx, rec, manifest));
       else failed(ctx, rec, manifest, result.error);
     },
   });

@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { complete, parseCommandLine, runLine } from '../../../src/client/commands/index.js';
 import { Serving, type ClientContext, type Output, type SessionLink } from '../../../src/client/commands/context.js';
+import { AccessGate } from '../../../src/client/access.js';
 import { LocalState } from '../../../src/client/local-state.js';
 import { CoterieError, type ErrorCode } from '../../../src/common/errors.js';
 import { silentLogger } from '../../../src/common/log.js';
@@ -81,8 +82,8 @@ function makeCtx(): { ctx: ClientContext; link: ScriptedLink; engine: RecordingE
   const state = LocalState.open(join(dir, `state-${++n}`));
   let id = 0;
   const ctx: ClientContext = {
-    link, state, engine, out, logger: silentLogger(), peer: '127.0.0.1:7001', clientId: state.clientId, cwd: dir,
-    serving: new Serving(), knownGroups: [], newId: () => `dl${++id}`, quitRequested: false,
+    link, state, engine, out, access: new AccessGate(), logger: silentLogger(), peer: '127.0.0.1:7001', clientId: state.clientId, cwd: dir,
+    serving: new Serving(), knownGroups: [], newId: () => `dl${++id}`, quitRequested: false, background: new Set(),
   };
   return { ctx, link, engine, out, state };
 }

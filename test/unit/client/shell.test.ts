@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { Serving, type ClientContext, type SessionLink } from '../../../src/client/commands/context.js';
+import { AccessGate } from '../../../src/client/access.js';
 import { HistoryFile, LocalState } from '../../../src/client/local-state.js';
 import { Shell, wantColor } from '../../../src/client/shell.js';
 import { silentLogger } from '../../../src/common/log.js';
@@ -45,8 +46,8 @@ function setup(terminal: boolean, color: boolean) {
   const shell = new Shell({ input, stdout, stderr, terminal, color });
   const state = LocalState.open(join(dir, `s-${terminal}-${color}`));
   const ctx: ClientContext = {
-    link: new TinyLink(), state, engine: idleEngine, out: shell.out, logger: silentLogger(), peer: '127.0.0.1:7001',
-    clientId: state.clientId, cwd: dir, serving: new Serving(), knownGroups: [], newId: () => 'x', quitRequested: false,
+    link: new TinyLink(), state, engine: idleEngine, out: shell.out, access: new AccessGate(), logger: silentLogger(), peer: '127.0.0.1:7001',
+    clientId: state.clientId, cwd: dir, serving: new Serving(), knownGroups: [], newId: () => 'x', quitRequested: false, background: new Set(),
   };
   return { input, shell, ctx, state, out: () => o, err: () => e };
 }
