@@ -12,6 +12,7 @@ import { CoterieError, describe } from '../common/errors.js';
 import { formatEndpoint, readTrackerInfo, type Endpoint } from '../common/config.js';
 import { stderrLogger } from '../common/log.js';
 import { TrackerNode } from './node.js';
+import { replicateNode, type ReplicationHandle } from './replication/attach.js';
 import { HybridClock } from './store/hlc.js';
 import { SqliteStore } from './store/sqlite-store.js';
 import { fetchStatus, formatStatus } from './status-cli.js';
@@ -96,12 +97,20 @@ async function main(): Promise<void> {
   // Written before any log line, synchronously: scripts wait for this exact line.
   process.stderr.write(`tracker ${args.trackerNo} listening on ${formatEndpoint(node.address)} (data ${dataDir})\n`);
   logger.info({ origin: store.origin, trackers: endpoints.length }, 'tracker started');
+  // Every other line of tracker_info is a tracker this one keeps in sync with.
+  let replication: ReplicationHandle | null = null;
+  try {
+    replication = replicateNode(node, { self: me, trackers: endpoints, dataDir, log: logger });
+  } catch (err) {
+    logger.error({ err: describe(err) }, 'replication failed to start; serving without it');
+  }
 
   let stopping = false;
   const stop = (sig: string) => {
     if (stopping) return;
     stopping = true;
     logger.info({ signal: sig }, 'shutting down');
+    try { replication?.stop(); } catch (err) { logger.error({ err: describe(err) }, 'error while stopping replication'); }
     node.close().then(() => process.exit(0), (err) => { logger.error({ err: describe(err) }, 'error while closing'); process.exit(1); });
     setTimeout(() => process.exit(1), 5_000).unref();
   };

@@ -47,9 +47,22 @@ const keyOf = (user: string, clientId: string) => `${user}\u0000${clientId}`;
 export class Presence {
   private leases = new Map<string, Lease>();
   private readonly leaseMs: number;
+  private onChange: (() => void) | null = null;
 
   constructor(private readonly opts: { now: () => number; origin: string; leaseMs?: number }) {
     this.leaseMs = opts.leaseMs ?? LEASE_MS;
+  }
+
+  /**
+   * Registers the one listener told when local presence changes in a way others should hear
+   * about soon: a new lease, another peer address or share set, a drop, a lapse found by sweep.
+   * Plain renewals do not call it (they only move the expiry). Replication gossips on it.
+   */
+  setChangeListener(fn: (() => void) | null): void { this.onChange = fn; }
+
+  private changed(): void {
+    // A listener's failure must not fail the client's call that changed presence.
+    try { this.onChange?.(); } catch { /* the listener logs its own errors */ }
   }
 
   /**
@@ -68,6 +81,7 @@ export class Presence {
       connId,
     };
     if (this.leases.size < MAX_LEASES || old) this.leases.set(k, lease);
+    if (!old || old.origin !== lease.origin || old.peer !== peer || !sameShares(old.shares, lease.shares)) this.changed();
     return toEntry(lease);
   }
 
@@ -75,25 +89,30 @@ export class Presence {
   addShare(user: string, clientId: string, ref: ShareRef): void {
     const l = this.live(keyOf(user, clientId));
     if (!l || l.shares.length >= MAX_SHARES_PER_LEASE) return;
-    if (!l.shares.some((s) => s.group === ref.group && s.infoHash === ref.infoHash)) l.shares.push(ref);
+    if (!l.shares.some((s) => s.group === ref.group && s.infoHash === ref.infoHash)) { l.shares.push(ref); this.changed(); }
   }
 
   /** Removes shares from a live lease (stop_share, leave_group): `infoHash` undefined = the whole group. */
   removeShares(user: string, clientId: string | null, group: string, infoHash?: string): void {
+    let changed = false;
     for (const l of this.leases.values()) {
       if (l.user !== user || (clientId !== null && l.clientId !== clientId)) continue;
+      const before = l.shares.length;
       l.shares = l.shares.filter((s) => !(s.group === group && (infoHash === undefined || s.infoHash === infoHash)));
+      changed ||= l.shares.length !== before;
     }
+    if (changed) this.changed();
   }
 
   drop(user: string, clientId: string): void {
-    this.leases.delete(keyOf(user, clientId));
+    if (this.leases.delete(keyOf(user, clientId))) this.changed();
   }
 
   /** The connection closed: drops every lease it renewed last. Returns how many. */
   dropConnection(connId: number): number {
     let n = 0;
     for (const [k, l] of this.leases) if (l.connId === connId) { this.leases.delete(k); n++; }
+    if (n > 0) this.changed();
     return n;
   }
 
@@ -141,8 +160,11 @@ export class Presence {
   /** Drops expired leases; returns how many. */
   sweep(): number {
     const now = this.opts.now();
-    let n = 0;
-    for (const [k, l] of this.leases) if (l.expiresAt <= now) { this.leases.delete(k); n++; }
+    let n = 0, local = false;
+    for (const [k, l] of this.leases) {
+      if (l.expiresAt <= now) { this.leases.delete(k); n++; local ||= l.origin === this.opts.origin; }
+    }
+    if (local) this.changed();
     return n;
   }
 
@@ -160,6 +182,10 @@ export class Presence {
     if (l.expiresAt <= this.opts.now()) { this.leases.delete(k); return undefined; }
     return l;
   }
+}
+
+function sameShares(a: readonly ShareRef[], b: readonly ShareRef[]): boolean {
+  return a.length === b.length && a.every((s, i) => s.group === b[i]!.group && s.infoHash === b[i]!.infoHash);
 }
 
 function toEntry(l: Lease): PresenceEntry {

@@ -18,6 +18,7 @@ import {
   encodeLine, isOpName, LineDecoder, MAX_LINE_BYTES, parseArgs, parseRequest, type OpName, type Response,
 } from '../protocol/rpc.js';
 import type { ConnContext } from './handlers.js';
+import { isReplicationHello } from './replication/wire.js';
 
 /** The id of an answer to a line whose own id could not be read. */
 export const NO_ID = -1;
@@ -50,6 +51,13 @@ export const DEFAULT_LIMITS: ServerLimits = {
   maxWriteBuffer: 16 << 20,
 };
 
+/**
+ * Takes over a connection whose first line is a replication hello (another tracker): `lines` are
+ * the lines already split off (the hello first), `decoder` holds any partial line after them.
+ * The server has detached its own listeners and no longer counts or limits that connection.
+ */
+export type LinkHandler = (socket: Socket, lines: string[], decoder: LineDecoder) => void;
+
 /** Runs one validated call; throws a CoterieError to refuse it. */
 export type Dispatcher = (op: OpName, args: unknown, token: string | undefined, conn: ConnContext) => Promise<unknown>;
 
@@ -72,6 +80,10 @@ interface Conn {
   badLines: number;
   lastSeen: number;
   closed: boolean;
+  /** Whether a first line has been seen (only a first line can be a replication hello). */
+  started: boolean;
+  /** Removes the server's socket listeners (hand-over to a link handler). */
+  detach: () => void;
 }
 
 export class RpcServer {
@@ -81,6 +93,7 @@ export class RpcServer {
   private readonly perAddress = new Map<string, number>();
   private nextId = 1;
   private sweeper: NodeJS.Timeout | null = null;
+  private linkHandler: LinkHandler | null = null;
 
   constructor(private readonly opts: RpcServerOptions) {
     this.limits = { ...DEFAULT_LIMITS, ...opts.limits };
@@ -114,6 +127,9 @@ export class RpcServer {
 
   get connectionCount(): number { return this.conns.size; }
 
+  /** Routes connections that open with a replication hello to `h` (null: treat them as RPC). */
+  setLinkHandler(h: LinkHandler | null): void { this.linkHandler = h; }
+
   private accept(socket: Socket): void {
     const remote = socket.remoteAddress ?? 'unknown';
     socket.on('error', () => { /* reset by peer etc.: 'close' follows and cleans up */ });
@@ -128,22 +144,37 @@ export class RpcServer {
     const conn: Conn = {
       ctx: { connId: this.nextId++, remote, hasSession: false },
       socket, decoder: new LineDecoder(this.limits.maxLineBytes), queue: [], busy: false, badLines: 0,
-      lastSeen: Date.now(), closed: false,
+      lastSeen: Date.now(), closed: false, started: false, detach: () => {},
     };
     this.conns.add(conn);
     // Keepalive finds peers that vanished without a FIN (half-open), which the idle timeout
     // does not close while they hold a session.
     socket.setKeepAlive(true, 30_000);
-    socket.on('data', (chunk: Buffer) => {
+    const onData = (chunk: Buffer) => {
       try { this.onData(conn, chunk); }
       catch (err) {
         // Nothing a remote sends may take the process down: log, drop this connection, carry on.
         this.opts.logger.error({ err: describe(err), conn: conn.ctx.connId, remote }, 'error reading a request; closing connection');
         socket.destroy();
       }
-    });
-    socket.on('close', () => this.onClosed(conn));
-    socket.on('end', () => { if (!conn.busy && conn.queue.length === 0) socket.end(); });
+    };
+    const onClose = () => this.onClosed(conn);
+    const onEnd = () => { if (!conn.busy && conn.queue.length === 0) socket.end(); };
+    socket.on('data', onData);
+    socket.on('close', onClose);
+    socket.on('end', onEnd);
+    conn.detach = () => { socket.off('data', onData); socket.off('close', onClose); socket.off('end', onEnd); };
+  }
+
+  /** Gives a connection that opened with a replication hello to the link handler. */
+  private handOver(conn: Conn, lines: string[], h: LinkHandler): void {
+    conn.detach();
+    this.onClosed(conn);
+    try { h(conn.socket, lines, conn.decoder); }
+    catch (err) {
+      this.opts.logger.error({ err: describe(err), remote: conn.ctx.remote }, 'replication link handler failed; closing connection');
+      conn.socket.destroy();
+    }
   }
 
   private onClosed(conn: Conn): void {
@@ -170,9 +201,19 @@ export class RpcServer {
       }
       throw err;
     }
+    if (!conn.started && lines.length > 0) {
+      conn.started = true;
+      const h = this.linkHandler;
+      if (h && isReplicationHello(lines[0]!)) { this.handOver(conn, lines, h); return; }
+    }
     for (const line of lines) {
       if (conn.closed) return;
-      if (line.trim() === '') continue;
+      if (line.trim() === '') {
+        // Not an error worth an answer, but not free either: a stream of blank lines must not
+        // keep a connection alive forever.
+        if (++conn.badLines > this.limits.maxBadLines) { this.hangUp(conn, { code: 'BAD_REQUEST', message: 'too many malformed requests' }); return; }
+        continue;
+      }
       this.enqueue(conn, this.parse(conn, line));
     }
     if (conn.queue.length >= this.limits.maxQueued) {

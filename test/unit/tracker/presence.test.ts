@@ -81,6 +81,35 @@ describe('Presence', () => {
     assert.ok(!one.p.isOnline('echo', B));
   });
 
+  test('the change listener hears new leases, moves, share changes and drops, not plain renewals', () => {
+    const { p, advance } = make();
+    let calls = 0;
+    p.setChangeListener(() => { calls++; });
+    const expect = (n: number, what: string) => { assert.equal(calls, n, what); };
+    p.renew('alice', A, 'h:1', [], 1); expect(1, 'new lease');
+    p.renew('alice', A, 'h:1', [], 1); expect(1, 'plain renewal');
+    p.renew('alice', A, 'h:1', undefined, 2); expect(1, 'renewal through another connection');
+    p.renew('alice', A, 'h:2', [], 2); expect(2, 'new peer address');
+    p.renew('alice', A, 'h:2', [share('g')], 2); expect(3, 'new share set');
+    p.addShare('alice', A, share('g')); expect(3, 'share already there');
+    p.addShare('alice', A, share('h')); expect(4, 'share added');
+    p.removeShares('alice', A, 'x'); expect(4, 'nothing removed');
+    p.removeShares('alice', A, 'h'); expect(5, 'share removed');
+    p.drop('alice', A); expect(6, 'dropped');
+    p.drop('alice', A); expect(6, 'nothing to drop');
+    p.renew('bob', B, 'h:3', [], 9); expect(7, 'new lease');
+    p.dropConnection(9); expect(8, 'connection closed');
+    p.dropConnection(9); expect(8, 'nothing on that connection');
+    p.renew('carol', A, 'h:4', [], 3); expect(9, 'new lease');
+    advance(LEASE_MS);
+    p.sweep(); expect(10, 'a local lease lapsed');
+    p.importRemote([{ user: 'zed', clientId: A, peer: 'r:1', shares: [], ttlMs: 100, origin: '0000000000000009' }]);
+    advance(200);
+    p.sweep(); expect(10, 'a remote copy lapsing is not a local change');
+    p.setChangeListener(() => { throw new Error('listener bug'); });
+    assert.doesNotThrow(() => p.renew('dave', A, 'h:5', [], 4));
+  });
+
   test('sweep drops expired leases', () => {
     const { p, advance } = make();
     for (let i = 0; i < 10; i++) p.renew(`u${i}`, A, 'h:1', [], null);

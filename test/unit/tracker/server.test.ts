@@ -118,6 +118,57 @@ describe('RpcServer', () => {
   });
 });
 
+describe('RpcServer: replication hand-over', () => {
+  test('a connection opening with a hello goes to the link handler, with what was read after it', async () => {
+    const s = await startServer();
+    const got: { lines: string[]; pending: number; rest: string }[] = [];
+    s.server.setLinkHandler((sock, lines, decoder) => {
+      const entry = { lines, pending: decoder.pending, rest: '' };
+      got.push(entry);
+      sock.on('data', (d: Buffer) => { entry.rest += d.toString(); if (entry.rest.endsWith('\n')) sock.end('welcome\n'); });
+    });
+    try {
+      const sock = connect({ port: s.port, host: '127.0.0.1' });
+      await new Promise((r) => sock.once('connect', r));
+      let answer = '';
+      sock.on('data', (d) => { answer += d.toString(); });
+      sock.write('{"t":"hello","v":1}\n{"t":"vector"}\n{"t":"par');
+      await new Promise((r) => setTimeout(r, 50));
+      sock.write('tial"}\n');
+      await new Promise((r) => sock.once('close', r));
+      assert.equal(got.length, 1);
+      assert.deepEqual(got[0]!.lines, ['{"t":"hello","v":1}', '{"t":"vector"}']);
+      assert.equal(got[0]!.pending, '{"t":"par'.length);
+      assert.equal(got[0]!.rest, 'tial"}\n');
+      assert.equal(answer, 'welcome\n', 'the RPC server wrote nothing on a handed-over connection');
+      assert.equal(s.server.connectionCount, 0, 'no longer counted as an RPC connection');
+
+      // RPC connections are unaffected, and a hello later than the first line is just a bad request.
+      const c = await RpcTestClient.connect(s.port);
+      assert.ok((await c.call('status', {})).ok);
+      c.writeRaw('{"t":"hello","v":1}\n');
+      assert.ok((await c.call('status', {})).ok);
+      assert.equal((c.unmatched[0] as { error: { code: string } }).error.code, 'BAD_REQUEST');
+      c.close();
+    } finally {
+      await s.server.close();
+    }
+  });
+
+  test('without a link handler a hello is an ordinary bad request', async () => {
+    const s = await startServer();
+    try {
+      const c = await RpcTestClient.connect(s.port);
+      c.writeRaw('{"t":"hello","v":1}\n');
+      assert.ok((await c.call('status', {})).ok);
+      assert.equal((c.unmatched[0] as { error: { code: string } }).error.code, 'BAD_REQUEST');
+      c.close();
+    } finally {
+      await s.server.close();
+    }
+  });
+});
+
 describe('RpcServer limits', () => {
   test('connections per address are capped; other addresses are not affected', async () => {
     const s = await startServer({ maxConnsPerAddress: 3 });
