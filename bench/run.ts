@@ -21,7 +21,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { cpus, release, totalmem } from 'node:os';
+import { cpus, loadavg, release, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { ensureBuilt, killAll } from './lib/coterie.js';
 import { fmtStat, markdown, type Figure, type Results } from './lib/report.js';
@@ -117,6 +117,7 @@ async function main(): Promise<number> {
   else if (ref.unavailable) note(`libtorrent reference SKIPPED: ${ref.unavailable}`);
   else note(`libtorrent reference: ${ref.dir} (libtorrent ${ref.libtorrentVersion})`);
   ensureBuilt();
+  const load0 = loadavg()[0]!;
   const p = new Pass(o, ref);
   const q = o.quick;
   const S = {
@@ -210,7 +211,14 @@ async function main(): Promise<number> {
       alone = { co: r.co ? stat(r.co.reps.map((x) => x.wall_s)) : null, lt: r.lt ? stat(r.lt.map((x) => x.wall_s)) : null };
     }
     const r = await swarmPair(p, shape);
-    p.add(timeFigure('s2.1to8', 2, `${fmtSize(S.s2)}, 1 seeder → 8 downloaders together: time until all 8 are done`, S.s2, r.co, r.coErr, r.lt, r.ltErr));
+    const f8 = timeFigure('s2.1to8', 2, `${fmtSize(S.s2)}, 1 seeder → 8 downloaders together: time until all 8 are done`, S.s2, r.co, r.coErr, r.lt, r.ltErr);
+    if (r.co && f8.coterieText) {
+      // The spread inside the swarm: when the first downloader finished, and the median one.
+      const first = stat(r.co.reps.map((x) => Math.min(...x.leech_s))).median;
+      const mid = stat(r.co.reps.map((x) => stat(x.leech_s).median)).median;
+      f8.coterieText += `; first done ${first.toFixed(2)} s, median ${mid.toFixed(2)} s`;
+    }
+    p.add(f8);
     const within = (all8: Stat | null, one: Stat | null): string => {
       if (!all8 || !one) return '–';
       const x = all8.median / one.median;
@@ -256,7 +264,10 @@ async function main(): Promise<number> {
     version: 1,
     generated: new Date().toISOString(),
     commit: (() => { try { return execFileSync('git', ['rev-parse', 'HEAD'], { cwd: REPO_ROOT, encoding: 'utf8' }).trim(); } catch { return null; } })(),
-    machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model.trim() ?? '?', memGiB: Math.round(totalmem() / GiB), node: process.versions.node, kernel: release() },
+    machine: {
+      cpus: cpus().length, cpuModel: cpus()[0]?.model.trim() ?? '?', memGiB: Math.round(totalmem() / GiB), node: process.versions.node, kernel: release(),
+      loadAvg1mStart: load0, loadAvg1mEnd: loadavg()[0]!,
+    },
     options: { reps: o.reps, quick: o.quick, only: o.only, reference: o.ref ? 'lt_swarm.py' : 'disabled' },
     reference: { available: o.ref && !ref.unavailable, libtorrent: ref.libtorrentVersion, reason: o.ref ? ref.unavailable : 'disabled (--no-ref)' },
     figures: p.figures,

@@ -32,7 +32,11 @@ export interface Results {
   version: 1;
   generated: string;
   commit: string | null;
-  machine: { cpus: number; cpuModel: string; memGiB: number; node: string; kernel: string };
+  machine: {
+    cpus: number; cpuModel: string; memGiB: number; node: string; kernel: string;
+    /** 1-minute load average when the pass started and ended: other work on the machine skews every figure. */
+    loadAvg1mStart?: number; loadAvg1mEnd?: number;
+  };
   options: { reps: number; quick: boolean; only: number[] | null; reference: string };
   reference: { available: boolean; libtorrent: string | null; reason: string | null };
   figures: Figure[];
@@ -68,7 +72,8 @@ export function markdown(r: Results): string {
   const lines: string[] = [];
   const ref = r.reference.available ? `libtorrent ${r.reference.libtorrent}` : `libtorrent reference skipped: ${r.reference.reason}`;
   lines.push(`Measured ${r.generated.slice(0, 10)} on ${r.machine.cpus} × ${r.machine.cpuModel}, ${r.machine.memGiB} GiB RAM, ` +
-    `Node ${r.machine.node}, Linux ${r.machine.kernel}; ${ref}; medians of ${r.options.reps} reps (min–max)` +
+    `Node ${r.machine.node}, Linux ${r.machine.kernel}` +
+    `${r.machine.loadAvg1mStart !== undefined ? ` (load average ${r.machine.loadAvg1mStart.toFixed(1)} at the start)` : ''}; ${ref}; medians of ${r.options.reps} reps (min–max)` +
     `${r.options.quick ? '; QUICK sizes' : ''}${r.commit ? `; commit ${r.commit.slice(0, 10)}` : ''}. ` +
     'Ratio = Coterie / libtorrent (lower is better) unless stated.');
   lines.push('');
