@@ -11,7 +11,7 @@
  *
  * Trackers are numbered from 0 here (tracker_no = index + 1).
  */
-import { rmSync } from 'node:fs';
+import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { freePorts } from './ports.js';
 import { RpcTestClient, startTracker, writeTrackerInfo, type TrackerProcess } from './tracker.js';
@@ -53,6 +53,7 @@ export class TrackerCluster {
   }
 
   static async start(opts: ClusterOptions): Promise<TrackerCluster> {
+    mkdirSync(opts.dir, { recursive: true });
     const ports = await freePorts(opts.n);
     const info = writeTrackerInfo(opts.dir, ports);
     const proxies = new Map<string, TcpProxy>();

@@ -56,7 +56,8 @@ export class TcpProxy {
   private onConnection(client: Socket): void {
     this.accepted++;
     if (this.isCut) { client.destroy(); return; }
-    const upstream = connect({ host: this.target.host, port: this.target.port });
+    const upstream = connect({ host: this.target.host, port: this.target.port, noDelay: true });
+    client.setNoDelay(true); // a proxy must not add Nagle delays to small frames
     const pair: [Socket, Socket] = [client, upstream];
     this.pairs.add(pair);
     const drop = (): void => {

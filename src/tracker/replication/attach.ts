@@ -8,12 +8,13 @@
  */
 import { sign, type KeyObject } from 'node:crypto';
 import type { Socket } from 'node:net';
-import type { Endpoint } from '../../common/config.js';
+import { parseEndpoint, type Endpoint } from '../../common/config.js';
 import type { Logger } from '../../common/log.js';
 import type { LineDecoder } from '../../protocol/rpc.js';
 import { FilePinStore, MemoryPinStore, type PinStore } from './pins.js';
 import { PresenceBridge, type PresenceTable } from './presence-bridge.js';
-import { Replicator, type ReplicatorOptions } from './replicator.js';
+import { parseDialOverride, Replicator, type ReplicatorOptions } from './replicator.js';
+import type { TrackerNode } from '../node.js';
 import { systemClock, type Clock, type ReplicaStore } from './types.js';
 
 /** Takes over a connection whose first line is a replication hello. */
@@ -83,4 +84,23 @@ export function attachReplication(host: ReplicationHost, o: AttachOptions): Repl
       rep.stop();
     },
   };
+}
+
+/**
+ * Test hook: `COTERIE_PEER_ADDR_OVERRIDE=listed=dial,...` makes this tracker dial other trackers
+ * at other addresses (tests put proxies there to cut and heal links). Unset in production.
+ */
+export const DIAL_OVERRIDE_ENV = 'COTERIE_PEER_ADDR_OVERRIDE';
+
+/** Starts replication for a running {@link TrackerNode} (what `main.ts` calls). */
+export function replicateNode(
+  node: TrackerNode,
+  o: Omit<AttachOptions, 'dialOverride'> & { env?: NodeJS.ProcessEnv },
+): ReplicationHandle {
+  const override = parseDialOverride((o.env ?? process.env)[DIAL_OVERRIDE_ENV], parseEndpoint);
+  if (override.size > 0) o.log.warn({ override: [...override].map(([k, v]) => `${k}=${v.host}:${v.port}`) }, 'test hook: dialing peers at overridden addresses');
+  return attachReplication({
+    store: node.store, identity: node.domain.deps.identity, presence: node.presence, server: node.server,
+    addStatus: (name, p) => node.addStatus(name, p),
+  }, { ...o, dialOverride: override });
 }

@@ -76,6 +76,8 @@ export class PeerLink {
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('error', (err) => this.close('SOCKET', describe(err), false));
     socket.on('close', () => this.close('CLOSED', 'connection closed', false));
+    // The RPC server allows half-open sockets; a link whose peer has finished is over.
+    socket.on('end', () => this.close('CLOSED', 'the peer closed the connection', false));
   }
 
   /** A link we dial to the tracker listed at `addr`; the hello goes out once the socket connects. */
