@@ -4,9 +4,10 @@
  * symmetric: the download serves its verified pieces to every connected peer (ours and incoming).
  *
  * Peers: at most {@link MAX_PEERS} connections; fresh peers from `refreshPeers` every 5 s and at
- * once when starved. A peer whose blocks fail verification gets strikes (banned at once when it
- * alone sent a bad piece, after {@link STRIKES_TO_BAN} otherwise); a banned peer is dropped and
- * never reconnected. A peer that sends no block for {@link STALL_MS} while requests are
+ * once when starved. A peer that alone sent a piece failing verification is banned at once; when
+ * several peers sent it, the one whose block differs from the good copy is banned when the piece
+ * later verifies (smart ban), and each sender gets a strike meanwhile ({@link STRIKES_TO_BAN}).
+ * A banned peer is dropped and never reconnected. A peer that sends no block for {@link STALL_MS} while requests are
  * outstanding has its requests given to others and gets a shallow pipeline until it delivers.
  */
 import type { Logger } from 'pino';
@@ -29,7 +30,11 @@ export const STALL_MS = 5_000;
 export const REFRESH_MS = 5_000;
 /** When starved (no peer with anything for us), ask for peers again after this long. */
 export const STARVED_REFRESH_MS = 1_000;
-export const STRIKES_TO_BAN = 3;
+/**
+ * Bad pieces shared with other senders before a peer is banned on suspicion alone. Usually the
+ * smart ban (assembler.ts) names the culprit exactly first, once the piece verifies.
+ */
+export const STRIKES_TO_BAN = 5;
 /** Pipeline depth for a peer that stalled, until it delivers again. */
 const SNUBBED_DEPTH = 4;
 
@@ -56,6 +61,7 @@ export class Download implements TorrentHost, SessionOwner {
   error: Error | undefined;
   /** Pieces verified by this run (resumed pieces excluded). */
   piecesFetched = 0;
+  private uploadedClosed = 0;
   /** Clock time when the last piece was verified (before the whole-file check), or 0. */
   verifiedAt = 0;
 
@@ -225,8 +231,10 @@ export class Download implements TorrentHost, SessionOwner {
       throw err; // a ProtocolError: closes this session only
     }
     for (const c of asm.cancels) this.sessions.get(c.peer)?.sendCancel(c.req);
-    if (r === 'verified') this.pieceVerified(piece);
-    else if (r === 'failed') this.pieceFailed(piece, asm.lastContributors);
+    if (r === 'verified') {
+      for (const who of asm.culprits) this.ban(who);
+      this.pieceVerified(piece);
+    } else if (r === 'failed') this.pieceFailed(piece, asm.lastContributors);
   }
 
   private pieceVerified(piece: number): void {
@@ -309,8 +317,18 @@ export class Download implements TorrentHost, SessionOwner {
     this.refillTimer.unref();
   }
 
+  /** Payload bytes this download served to other peers. */
+  get uploaded(): number {
+    let n = this.uploadedClosed;
+    for (const s of this.sessions.values()) n += s.uploader?.served ?? 0;
+    return n;
+  }
+
   onClose(s: PeerSession, err?: Error): void {
-    if (this.sessions.get(s.key) === s) this.sessions.delete(s.key);
+    if (this.sessions.get(s.key) === s) {
+      this.sessions.delete(s.key);
+      this.uploadedClosed += s.uploader?.served ?? 0;
+    }
     const id = this.identity.get(s);
     if (id !== undefined && this.byAddr.get(id) === s) this.byAddr.delete(id);
     if (s.peerHandshake) {
@@ -381,6 +399,7 @@ export class Download implements TorrentHost, SessionOwner {
     this.stopTimers();
     this.ctx.unregister(this);
     const live = [...this.sessions.values()].filter((s) => s.state === 'active');
+    this.uploadedClosed = this.uploaded;
     this.sessions.clear();
     this.ctx.completed(this, live);
     this.asm?.dispose();
@@ -407,7 +426,7 @@ export class Download implements TorrentHost, SessionOwner {
   private shutdown(): void {
     this.stopTimers();
     this.ctx.unregister(this);
-    for (const s of [...this.sessions.values()]) s.close();
+    for (const s of [...this.sessions.values()]) s.close(); // onClose adds what each served
     this.sessions.clear();
     this.asm?.dispose();
     this.part?.close();

@@ -40,7 +40,7 @@ export interface SwarmEngineOptions {
 export interface SwarmEngineExt extends SwarmEngine {
   /** The bound peer server address (port 0 resolved), after listen(). */
   readonly address: Endpoint;
-  /** Payload bytes served by seeds so far. */
+  /** Payload bytes served to peers so far (seeds and downloads). */
   uploaded(): number;
   /** Pieces fetched by a download in this run and the peers it banned. */
   downloadStats(id: string): { piecesFetched: number; banned: string[]; verifiedAt: number } | undefined;
@@ -192,6 +192,7 @@ export function createSwarmEngine(opts: SwarmEngineOptions): SwarmEngineExt {
 
     uploaded() {
       let n = uploadedClosed;
+      for (const d of downloads.values()) n += d.uploaded;
       for (const h of seeds.values()) {
         n += h.uploaded;
         for (const s of h.sessions) n += s.uploader?.served ?? 0;

@@ -113,7 +113,7 @@ async function main(): Promise<void> {
   const progress = setInterval(() => {
     const st = engine.status().find((s) => s.id === id);
     const stats = engine.downloadStats(id);
-    if (st) emit({ event: 'progress', bytesDone: st.bytesDone, state: st.state, peers: st.peers, piecesFetched: stats?.piecesFetched ?? 0 });
+    if (st) emit({ event: 'progress', bytesDone: st.bytesDone, state: st.state, peers: st.peers, piecesFetched: stats?.piecesFetched ?? 0, uploaded: engine.uploaded() });
   }, 100);
   engine.download({
     id, group: opt.get('group') ?? 'g', manifest, sha256: need('sha256'), destPath: need('dest'), peers,
@@ -127,9 +127,10 @@ async function main(): Promise<void> {
         event: 'done', ok: r.ok, error: r.ok ? undefined : r.error.message, code: r.ok ? undefined : (r.error as { code?: string }).code,
         piecesFetched: stats?.piecesFetched ?? 0, banned: stats?.banned ?? [],
         ms, verifiedMs: stats && stats.verifiedAt > 0 ? stats.verifiedAt - started : null,
-        maxRssKiB: process.resourceUsage().maxRSS, cpuMs: (process.cpuUsage().user + process.cpuUsage().system) / 1000,
+        uploaded: engine.uploaded(), maxRssKiB: process.resourceUsage().maxRSS, cpuMs: (process.cpuUsage().user + process.cpuUsage().system) / 1000,
       });
       if (!stay) setTimeout(() => { void engine.close().finally(() => process.exit(r.ok ? 0 : 1)); }, 10);
+      else setInterval(() => emit({ event: 'uploaded', bytes: engine.uploaded() }), 1000).unref();
     },
   });
 }
