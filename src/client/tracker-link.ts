@@ -167,6 +167,7 @@ export class TrackerLink implements RpcCaller {
   private session: Session | null = null;
   private heartbeatTimer: unknown = null;
   private heartbeatInFlight: Promise<void> | null = null;
+  private heartbeatQueued: Promise<void> | null = null;
   private relogging: Promise<void> | null = null;
   private closed = false;
 
@@ -217,12 +218,19 @@ export class TrackerLink implements RpcCaller {
   }
 
   /**
-   * Sends a heartbeat now (at most one at a time). Never rejects: failures are logged, and a lost
-   * session is reported through `onSessionLost`.
+   * Sends a heartbeat now, or right after the one in flight (whose share list may be stale), with
+   * at most one waiting. Never rejects: failures are logged, and a lost session is reported
+   * through `onSessionLost`.
    */
   heartbeatNow(): Promise<void> {
     if (!this.session || this.closed) return Promise.resolve();
-    if (this.heartbeatInFlight) return this.heartbeatInFlight;
+    if (this.heartbeatInFlight) {
+      this.heartbeatQueued ??= this.heartbeatInFlight.then(() => {
+        this.heartbeatQueued = null;
+        return this.heartbeatNow();
+      });
+      return this.heartbeatQueued;
+    }
     const run = async (): Promise<void> => {
       try {
         await this.call('heartbeat', { peer: this.opts.peer, clientId: this.opts.clientId, shares: this.opts.shares() });

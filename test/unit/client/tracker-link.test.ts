@@ -236,6 +236,22 @@ describe('TrackerLink', () => {
     assert.deepEqual(await l.call('list_groups', {}), { groups: [] });
   });
 
+  test('a heartbeat asked for while one is in flight follows it, with the share list of then', async () => {
+    cluster = await startFakeCluster(1);
+    cluster.state.users.set('alice', 'pw');
+    let shares: Array<{ group: string; infoHash: string }> = [];
+    const l = makeLink(cluster, { timers: manualIntervals(), shares: () => shares });
+    const { token } = await l.call('login', { user: 'alice', password: 'pw', peer: PEER, clientId: CLIENT_ID });
+    l.startSession('alice', token, 'pw'); // first heartbeat in flight, no shares
+    shares = [{ group: 'g1', infoHash: 'b'.repeat(40) }];
+    const a = l.heartbeatNow();
+    const b = l.heartbeatNow();
+    await Promise.all([a, b]);
+    const beats = cluster.state.seen.filter((s) => s.op === 'heartbeat');
+    assert.equal(beats.length, 2);
+    assert.deepEqual(beats.map((s) => (s.args['shares'] as unknown[]).length), [0, 1]);
+  });
+
   test('heartbeats: one at login, one per interval, one right after failing over', async () => {
     cluster = await startFakeCluster(2);
     cluster.state.users.set('alice', 'pw');
