@@ -94,17 +94,8 @@ async function main(): Promise<void> {
     const why = code === 'EADDRINUSE' ? 'the address is already in use' : code === 'EADDRNOTAVAIL' ? 'that address is not on this machine' : describe(err);
     fail(1, `cannot listen on ${formatEndpoint(me)}: ${why}`);
   }
-  // Written before any log line, synchronously: scripts wait for this exact line.
-  process.stderr.write(`tracker ${args.trackerNo} listening on ${formatEndpoint(node.address)} (data ${dataDir})\n`);
-  logger.info({ origin: store.origin, trackers: endpoints.length }, 'tracker started');
   // Every other line of tracker_info is a tracker this one keeps in sync with.
   let replication: ReplicationHandle | null = null;
-  try {
-    replication = replicateNode(node, { self: me, trackers: endpoints, dataDir, log: logger });
-  } catch (err) {
-    logger.error({ err: describe(err) }, 'replication failed to start; serving without it');
-  }
-
   let stopping = false;
   const stop = (sig: string) => {
     if (stopping) return;
@@ -114,11 +105,21 @@ async function main(): Promise<void> {
     node.close().then(() => process.exit(0), (err) => { logger.error({ err: describe(err) }, 'error while closing'); process.exit(1); });
     setTimeout(() => process.exit(1), 5_000).unref();
   };
+  // Handlers go in before the listening line: a script may signal as soon as it reads that line.
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
   // A bug must not take the tracker down for everyone: log it with its stack and keep serving.
   process.on('uncaughtException', (err) => logger.error({ err: describe(err), stack: err.stack }, 'uncaught exception'));
   process.on('unhandledRejection', (err) => logger.error({ err: describe(err) }, 'unhandled rejection'));
+
+  // Written before any log line, synchronously: scripts wait for this exact line.
+  process.stderr.write(`tracker ${args.trackerNo} listening on ${formatEndpoint(node.address)} (data ${dataDir})\n`);
+  logger.info({ origin: store.origin, trackers: endpoints.length }, 'tracker started');
+  try {
+    replication = replicateNode(node, { self: me, trackers: endpoints, dataDir, log: logger });
+  } catch (err) {
+    logger.error({ err: describe(err) }, 'replication failed to start; serving without it');
+  }
 }
 
 void main();
