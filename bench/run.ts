@@ -275,7 +275,12 @@ async function main(): Promise<number> {
 
   if ([1, 2, 3, 6].some((n) => p.want(n))) p.notes.push('Swarm times: Coterie from writing `download_file` to the client until its log says `download complete` (every piece SHA-1 checked, whole file SHA-256 checked, renamed); ' +
     'libtorrent (lt_swarm.py `wall_s`) from spawning the leechers to the last `torrent_finished_alert`. Real processes on 127.0.0.1, one per peer, 256 KiB pieces, source synced before every rep, every download compared with the source by SHA-1 afterwards.');
+  if (p.figures.some((f) => f.id.endsWith('.cpu'))) {
+    p.notes.push('Downloader CPU: Coterie from the start of the clock to completion (/proc/<pid>/stat); libtorrent from its leecher process start (getrusage), so it includes Python and libtorrent start-up.');
+  }
   p.notes.sort();
+  // Cheap scenarios ran first and 3 before 2; the table reads in the issue's order (sort is stable).
+  p.figures.sort((a, b) => a.scenario - b.scenario);
   const res: Results = {
     version: 1,
     generated: new Date().toISOString(),
