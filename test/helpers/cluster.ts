@@ -164,9 +164,24 @@ export class TrackerCluster {
         const v = last.map((s) => JSON.stringify(sortKeys(s!.versionVector)));
         if (d.every((x) => x === d[0]) && v.every((x) => x === v[0])) return Date.now() - t0;
       }
-      await new Promise((r) => setTimeout(r, 50));
+      await new Promise((r) => setTimeout(r, 100));
     }
     throw new Error(`trackers ${idx.join(',')} did not converge within ${timeoutMs} ms: ${JSON.stringify(last.map((s) => s && { digest: s.digest, v: s.versionVector }))}`);
+  }
+
+  /**
+   * Waits until tracker i holds at least `vector` (cheaper than {@link waitConverged} when the
+   * target is known: one status call per poll); resolves with the ms it took.
+   */
+  async waitVector(i: number, vector: Record<string, number>, timeoutMs: number, pollMs = 25): Promise<number> {
+    const t0 = Date.now();
+    let last: ReplStatus | null = null;
+    while (Date.now() - t0 < timeoutMs) {
+      last = await this.status(i);
+      if (last && Object.entries(vector).every(([o, s]) => (last!.versionVector[o] ?? 0) >= s)) return Date.now() - t0;
+      await new Promise((r) => setTimeout(r, pollMs));
+    }
+    throw new Error(`tracker ${i} did not reach ${JSON.stringify(vector)} within ${timeoutMs} ms: ${JSON.stringify(last?.versionVector)}`);
   }
 
   /** Kills every tracker (by PID) and closes the proxies. */

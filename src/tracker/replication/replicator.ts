@@ -240,7 +240,7 @@ export class Replicator {
     const rec = this.peers.get(addr);
     if (!rec || !this.running || rec.timer || rec.dialing || this.open.has(addr)) return;
     const min = this.opts.backoffMinMs ?? 100;
-    const max = this.opts.backoffMaxMs ?? 2000;
+    const max = this.opts.backoffMaxMs ?? 1000;
     const base = Math.min(max, min * 2 ** Math.min(rec.attempt, 16));
     rec.attempt++;
     // Jitter so that trackers restarting together do not dial in lock step.
