@@ -6,6 +6,7 @@ import { connect } from 'node:net';
 import { CoterieError, fromWireError } from '../common/errors.js';
 import type { Endpoint } from '../common/config.js';
 import { encodeLine, LineDecoder, responseSchema } from '../protocol/rpc.js';
+import { formatPeerLine } from './replication/status-format.js';
 
 /** Calls `status` on the tracker at `ep`; rejects with a CoterieError after `timeoutMs`. */
 export function fetchStatus(ep: Endpoint, timeoutMs: number): Promise<Record<string, unknown>> {
@@ -54,7 +55,7 @@ export function formatStatus(st: Record<string, unknown>): string {
   put('online', st['online']);
   const peers = Array.isArray(st['peers']) ? st['peers'] : [];
   put('peers', peers.length === 0 ? '(none)' : '');
-  for (const p of peers) lines.push(`  ${JSON.stringify(p)}`);
+  for (const p of peers) lines.push(`  ${formatPeerLine(p)}`);
   for (const [k, v] of Object.entries(st)) {
     if (['trackerNo', 'address', 'origin', 'version', 'uptimeMs', 'digest', 'versionVector', 'counts', 'connections', 'online', 'peers'].includes(k)) continue;
     put(k, typeof v === 'object' ? JSON.stringify(v) : v);

@@ -9,8 +9,9 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
 import { TrackerCluster } from '../helpers/cluster.js';
-import { RpcTestClient, stopAllTrackers } from '../helpers/tracker.js';
+import { RpcTestClient, stopAllTrackers, TRACKER_MAIN } from '../helpers/tracker.js';
 
 let dir: string;
 let c: TrackerCluster | null = null;
@@ -84,6 +85,12 @@ test('a write on one tracker is visible on the others at once, and status shows 
     assert.equal(p.lag, 0);
     assert.ok(p.lastContactMsAgo !== null && p.lastContactMsAgo < 5000);
   }
+  // The operator's view: `tracker --status <tracker_info> <no>`.
+  const cli = spawnSync(process.execPath, [TRACKER_MAIN, c.infoFile, '1', '--status'], { encoding: 'utf8', timeout: 10_000 });
+  assert.equal(cli.status, 0, cli.stderr);
+  assert.match(cli.stdout, new RegExp(`^digest: +${st.digest}$`, 'm'));
+  assert.match(cli.stdout, /^versions: +([0-9a-f]{16}=\d+ ?){3}$/m);
+  for (const port of c.ports.slice(1)) assert.match(cli.stdout, new RegExp(`^  127\\.0\\.0\\.1:${port} +up .* lag 0 `, 'm'));
 });
 
 test('a write acked by a tracker killed before shipping it reaches the others when it is back', async () => {

@@ -57,6 +57,7 @@ export class PeerLink {
   readonly createdAt: number;
   lastHeardAt: number;
   closeCode: string | null = null;
+  closeReason: string | null = null;
   private readonly decoder: LineDecoder;
   private readonly nonce = newNonce();
   private transcript: Transcript | null = null;
@@ -137,6 +138,7 @@ export class PeerLink {
     }
     this.state = 'closed';
     this.closeCode = code;
+    this.closeReason = reason;
     this.socket.end();
     // Give the bye a moment to leave, but never keep a dead socket around.
     setTimeout(() => this.socket.destroy(), 500).unref();

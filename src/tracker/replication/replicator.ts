@@ -67,7 +67,10 @@ export interface PeerStatus {
   origin: string | null;
   /** Milliseconds since a frame last arrived from this peer (null: never). */
   lastContactMsAgo: number | null;
-  /** Changes this tracker holds that the peer lacks, by its last report (null: unknown). */
+  /**
+   * Changes this tracker holds that the peer lacks, by its last report (null: never heard); for
+   * a peer that is down, against what it held when its link went down.
+   */
   lag: number | null;
   /** Changes the peer holds that this tracker lacks, by its last report. */
   behind: number | null;
@@ -94,6 +97,8 @@ interface PeerRecord {
   lastContactAt: number | null;
   origin: string | null;
   lastError: string | null;
+  /** The peer's vector as last reported, kept after its link went down (lag of a down peer). */
+  lastVector: VersionVector | null;
 }
 
 export class Replicator {
@@ -116,7 +121,7 @@ export class Replicator {
     this.clock = opts.clock ?? systemClock;
     this.log = opts.log;
     for (const a of this.dir.peers) {
-      this.peers.set(a, { dialing: null, timer: null, attempt: 0, lastContactAt: null, origin: null, lastError: null });
+      this.peers.set(a, { dialing: null, timer: null, attempt: 0, lastContactAt: null, origin: null, lastError: null, lastVector: null });
     }
     const tickMs = opts.tickMs ?? 2000;
     this.ctx = {
@@ -203,7 +208,7 @@ export class Replicator {
       const l = this.open.get(addr);
       const rec = this.peers.get(addr)!;
       const s = l?.session ?? null;
-      const theirs = s?.theirVector ?? null;
+      const theirs = s?.theirVector ?? rec.lastVector;
       const heard = l ? l.lastHeardAt : rec.lastContactAt;
       return {
         addr,
@@ -281,8 +286,9 @@ export class Replicator {
     if (this.open.get(addr) === link) {
       this.open.delete(addr);
       rec.lastContactAt = link.lastHeardAt;
+      rec.lastVector = link.session?.theirVector ?? rec.lastVector;
     }
-    if (link.closeCode !== 'DUPLICATE') rec.lastError = link.closeCode;
+    if (link.closeCode !== 'DUPLICATE') rec.lastError = `${link.closeCode}: ${link.closeReason}`.slice(0, 200);
     if (rec.dialing === link) rec.dialing = null;
     this.scheduleDial(addr);
   }

@@ -14,6 +14,7 @@ import { checkPin, FilePinStore } from '../../../src/tracker/replication/pins.js
 import { PresenceCopies } from '../../../src/tracker/replication/presence-copies.js';
 import { presenceFrames } from '../../../src/tracker/replication/presence-frames.js';
 import { parseDialOverride } from '../../../src/tracker/replication/replicator.js';
+import { formatPeerLine } from '../../../src/tracker/replication/status-format.js';
 import {
   isReplicationHello, linkFrameSchema, MAX_FRAME_BYTES, MAX_GOSSIP_SHARES, parseFrame, type PresenceEntry,
 } from '../../../src/tracker/replication/wire.js';
@@ -138,4 +139,12 @@ test('the dial override test hook parses listed=dial pairs', () => {
   const m = parseDialOverride('127.0.0.1:4001=127.0.0.1:5001, 127.0.0.1:4002=127.0.0.1:5002', parseEndpoint);
   assert.deepEqual(m.get('127.0.0.1:4002'), { host: '127.0.0.1', port: 5002 });
   assert.equal(parseDialOverride(undefined, parseEndpoint).size, 0);
+});
+
+test('status lines: a peer link up or down, for a human', () => {
+  const up = formatPeerLine({ addr: '127.0.0.1:4002', connected: true, direction: 'out', origin: 'ab'.repeat(8), lag: 0, behind: 3, lastContactMsAgo: 120, changesRefused: 0, lastError: null });
+  assert.match(up, /^127\.0\.0\.1:4002 +up \(dialed by us\) +origin abab.* lag 0 +we lack 3 +last contact 120 ms ago$/);
+  const down = formatPeerLine({ addr: '127.0.0.1:4003', connected: false, direction: null, origin: null, lag: 12, behind: null, lastContactMsAgo: 65_000, changesRefused: 2, lastError: 'IDLE: silent' });
+  assert.match(down, /DOWN +lag 12 +last contact 65\.0 s ago +refused 2 +\(IDLE: silent\)$/);
+  assert.equal(formatPeerLine({ x: 1 }), '{"x":1}');
 });
