@@ -121,3 +121,37 @@ test('presence: a client online on one tracker is a peer on the others, and leav
   }
   console.log(`presence: closed client gone on tracker 2 after ${Date.now() - t1} ms`);
 });
+
+test('presence: a client held by a tracker that dies is dropped elsewhere when its lease runs out', { timeout: 40_000 }, async () => {
+  assert.ok(c);
+  c.healAll();
+  const [x0, x1] = [await client(0), await client(1)];
+  const tokOwner = await login(x0, 'owner', '3'.repeat(16));
+  const tokBob = await login(x1, 'bob', '4'.repeat(16));
+  // The owner's second client announces the file through tracker 1.
+  await x0.ok('announce', { group: 'share', infoHash: await infoHashOf(x0, tokOwner), peer: '127.0.0.1:7051', clientId: '3'.repeat(16) }, tokOwner);
+  const peersOf = async () => {
+    const r = await x1.call('get_peers', { group: 'share', name: 'a.txt' }, tokBob);
+    return r.ok ? (r.result as { peers: { addr: string }[] }).peers.map((p) => p.addr) : [];
+  };
+  const t0 = Date.now();
+  while (!(await peersOf()).includes('127.0.0.1:7051')) {
+    assert.ok(Date.now() - t0 < 5000, 'the announced client never showed up on tracker 2');
+    await new Promise((res) => setTimeout(res, 20));
+  }
+  // Its tracker dies without a word: no removal is gossiped; the copy lapses with the lease.
+  await c.kill9(0);
+  const t1 = Date.now();
+  while ((await peersOf()).includes('127.0.0.1:7051')) {
+    assert.ok(Date.now() - t1 < 25_000, 'a client of a dead tracker is handed out long after its lease');
+    await new Promise((res) => setTimeout(res, 200));
+  }
+  const gone = Date.now() - t1;
+  console.log(`presence: client of a killed tracker dropped on tracker 2 after ${gone} ms (lease 15 s)`);
+  assert.ok(gone > 5_000, 'dropped before the lease could have run out: was it really gossiped as live?');
+});
+
+async function infoHashOf(x: RpcTestClient, tok: string): Promise<string> {
+  const files = (await x.ok<{ files: { name: string; infoHash: string }[] }>('list_files', { group: 'share' }, tok)).files;
+  return files.find((f) => f.name === 'a.txt')!.infoHash;
+}
