@@ -38,6 +38,8 @@ export interface CoterieSwarmRep {
   leech_cpu_s: number[];
   /** CPU of all seeders during the rep. */
   seed_cpu_s: number;
+  /** From the clock's start to each downloader's `download started` log line (command, get_peers, set-up). */
+  start_s: number[];
 }
 
 export interface CoterieSwarmResult { reps: CoterieSwarmRep[]; pieceLength: number }
@@ -140,10 +142,14 @@ export async function runCoterieSwarm(shape: SwarmShape, reps: number, o: SwarmO
         const t0 = Date.now();
         for (const [j, c] of leechers.entries()) c.send(`download_file ${GROUP} ${FILE} ${dests[j]}`);
         const ends = await Promise.all(leechers.map(async (c) => {
-          const l = await c.waitLog((x) => (x.msg === 'download complete' ? 'ok' : x.msg === 'download failed' || x.msg === 'download crashed' ? 'fail' : undefined), repTimeoutMs);
+          let started = NaN;
+          const l = await c.waitLog((x) => {
+            if (x.msg === 'download started') started = x.time;
+            return x.msg === 'download complete' ? 'ok' : x.msg === 'download failed' || x.msg === 'download crashed' ? 'fail' : undefined;
+          }, repTimeoutMs);
           const mem = processMemory(c.pid);
           const cpu = processCpuSeconds(c.pid);
-          return { t: l.time, mem, cpu };
+          return { t: l.time, started, mem, cpu };
         }));
         // ---- timed window ends (at the last `time` above)
         const seedCpu = seeders.reduce((a, s) => a + processCpuSeconds(s.pid), 0) - seedCpu0;
@@ -154,11 +160,12 @@ export async function runCoterieSwarm(shape: SwarmShape, reps: number, o: SwarmO
           leech_hwm_MiB: ends.map((e) => (e.mem?.hwm ?? NaN) / MiB),
           leech_cpu_s: ends.map((e, j) => e.cpu - cpu0[j]!),
           seed_cpu_s: seedCpu,
+          start_s: ends.map((e) => (e.started - t0) / 1000),
         };
         results.push(r);
         note(`coterie ${tag} rep ${rep + 1}/${reps}: wall_s=${r.wall_s.toFixed(2)} MBps=${(shape.size / r.wall_s / 1e6).toFixed(0)} ` +
           `leech_cpu_s=${r.leech_cpu_s.map((x) => x.toFixed(2)).join('/')} seed_cpu_s=${seedCpu.toFixed(2)} ` +
-          `hwm_MiB=${r.leech_hwm_MiB.map((x) => x.toFixed(0)).join('/')} verify=${verify ? 'ok' : 'MISMATCH'}`);
+          `start_s=${r.start_s.map((x) => x.toFixed(2)).join('/')} hwm_MiB=${r.leech_hwm_MiB.map((x) => x.toFixed(0)).join('/')} verify=${verify ? 'ok' : 'MISMATCH'}`);
         if (!verify) throw new Error(`coterie ${tag}: a downloaded file does not match the source`);
       } finally {
         await Promise.all(leechers.map((c) => c.quit()));
