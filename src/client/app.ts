@@ -64,6 +64,17 @@ function listenError(err: unknown, peer: string): string {
   return `cannot serve peers on ${peer}: ${describe(err)}`;
 }
 
+/**
+ * The authorize hook of `--open-share`: every peer may fetch what this client shares, ticket or
+ * not (standard BitTorrent clients never send one). Logged, so an operator can see who came.
+ */
+function openAccess(logger: Logger): AuthorizeHook {
+  return (req) => {
+    logger.info({ remote: req.remote, infoHash: req.infoHashHex, ticket: req.ticket !== undefined }, 'open share: peer admitted without a ticket check');
+    return true;
+  };
+}
+
 async function bounded<T>(p: Promise<T>, ms: number): Promise<T | undefined> {
   let timer: NodeJS.Timeout | undefined;
   const t = new Promise<undefined>((r) => { timer = setTimeout(() => r(undefined), ms); });
@@ -89,9 +100,10 @@ export async function runClient(argv: readonly string[], io: ClientIO = processI
   logger.info({ peer: args.peerText, trackers, dataDir }, 'client starting');
 
   const access = new AccessGate(logger);
+  if (args.openShare) logger.warn('--open-share: serving every peer, with or without an access ticket');
   let engine: SwarmEngine;
   try {
-    const opts: EngineOptions = { listen: args.peer, resume: state, logger, authorize: access.authorize };
+    const opts: EngineOptions = { listen: args.peer, resume: state, logger, authorize: args.openShare ? openAccess(logger) : access.authorize };
     if (args.maxUploadRate !== undefined) opts.maxUploadRate = args.maxUploadRate;
     if (args.maxDownloadRate !== undefined) opts.maxDownloadRate = args.maxDownloadRate;
     engine = createSwarmEngine(opts);

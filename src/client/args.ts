@@ -1,19 +1,22 @@
 /**
  * The client's command line:
- *   client <IP>:<PORT> <tracker_info_file> [--data-dir DIR] [--stay] [--max-upload RATE] [--max-download RATE]
+ *   client <IP>:<PORT> <tracker_info_file> [--data-dir DIR] [--stay] [--max-upload RATE] [--max-download RATE] [--open-share]
  * Pure: returns the parsed options or throws UsageError.
  */
 import { UsageError } from '../common/errors.js';
 import { formatEndpoint, parseEndpoint, type Endpoint } from '../common/config.js';
 
 export const USAGE =
-  'usage: client <IP>:<PORT> <tracker_info_file> [--data-dir DIR] [--stay] [--max-upload RATE] [--max-download RATE]\n' +
+  'usage: client <IP>:<PORT> <tracker_info_file> [--data-dir DIR] [--stay] [--max-upload RATE] [--max-download RATE] [--open-share]\n' +
   '  <IP>:<PORT>         where this client serves its peers (what trackers hand out to downloaders)\n' +
   '  <tracker_info_file> one tracker a line, IP:PORT\n' +
   '  --data-dir DIR      local state (default .coterie/client-<IP>-<PORT>/ under the current directory)\n' +
   '  --stay              at the end of piped input, keep serving peers until killed\n' +
   '  --max-upload RATE   cap on upload bytes per second, e.g. 10M, 512K\n' +
-  '  --max-download RATE cap on download bytes per second';
+  '  --max-download RATE cap on download bytes per second\n' +
+  '  --open-share        serve shared files to any peer, even one without an access ticket from a\n' +
+  '                      tracker (standard BitTorrent clients); off by default: only members of the\n' +
+  '                      file\'s group, with a ticket, are served';
 
 /** Parsed command line of the client. */
 export interface ClientArgs {
@@ -25,6 +28,8 @@ export interface ClientArgs {
   stay: boolean;
   maxUploadRate?: number;
   maxDownloadRate?: number;
+  /** Serve peers without an access ticket (interop with standard BitTorrent clients). Off by default. */
+  openShare: boolean;
   help: boolean;
 }
 
@@ -44,7 +49,7 @@ export function parseRate(text: string): number {
 
 export function parseClientArgs(argv: readonly string[]): ClientArgs {
   const positional: string[] = [];
-  const out: Partial<ClientArgs> & { stay: boolean; help: boolean } = { stay: false, help: false };
+  const out: Partial<ClientArgs> & { stay: boolean; help: boolean; openShare: boolean } = { stay: false, help: false, openShare: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     const eq = a.startsWith('--') ? a.indexOf('=') : -1;
@@ -58,6 +63,7 @@ export function parseClientArgs(argv: readonly string[]): ClientArgs {
     switch (flag) {
       case '--help': case '-h': out.help = true; break;
       case '--stay': out.stay = true; break;
+      case '--open-share': out.openShare = true; break;
       case '--data-dir': {
         const v = value();
         if (v === '') throw new UsageError('--data-dir needs a directory');
