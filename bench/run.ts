@@ -14,7 +14,7 @@
  *   6  peak RSS: a downloader fetching 2 GiB; a tracker with 10,000 users, 1,000 groups, 100,000 files
  * --quick uses small sizes (64 MiB swarms, 128 MiB hashing and download RSS, a tenth of the tracker
  * state, 3 s throughput windows) for trying things out; its results go to bench/results/partial.json.
- * A full pass (no --quick, no --only) writes bench/results/latest.json and latest.md.
+ * A full pass (no --quick, no --only, at least 3 reps) writes bench/results/latest.json and latest.md.
  *
  * Env: COTERIE_REF_BENCH (reference scripts dir, default <repo>/../shared/bench),
  * COTERIE_BENCH_PYTHON (default /usr/bin/python3), COTERIE_BENCH_WORKDIR (default the OS temp dir).
@@ -298,7 +298,8 @@ async function main(): Promise<number> {
   process.stdout.write('\n' + md);
   const dir = join(REPO_ROOT, 'bench', 'results');
   mkdirSync(dir, { recursive: true });
-  const full = !o.quick && o.only === null;
+  // Only a complete pass at full size with at least 3 reps backs the README table.
+  const full = !o.quick && o.only === null && o.reps >= 3;
   const base = full ? 'latest' : 'partial';
   writeFileSync(join(dir, `${base}.json`), JSON.stringify(res, null, 2) + '\n');
   writeFileSync(join(dir, `${base}.md`), md);
