@@ -130,6 +130,7 @@ async function main(): Promise<number> {
   else note(`libtorrent reference: ${ref.dir} (libtorrent ${ref.libtorrentVersion})`);
   ensureBuilt();
   const load0 = loadavg()[0]!;
+  const started = Date.now();
   const p = new Pass(o, ref);
   const q = o.quick;
   const S = {
@@ -291,6 +292,7 @@ async function main(): Promise<number> {
     },
     options: { reps: o.reps, quick: o.quick, only: o.only, reference: o.ref ? 'lt_swarm.py' : 'disabled' },
     reference: { available: o.ref && !ref.unavailable, libtorrent: ref.libtorrentVersion, reason: o.ref ? ref.unavailable : 'disabled (--no-ref)' },
+    durationS: Math.round((Date.now() - started) / 1000),
     figures: p.figures,
     notes: p.notes,
   };

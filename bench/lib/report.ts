@@ -39,6 +39,8 @@ export interface Results {
   };
   options: { reps: number; quick: boolean; only: number[] | null; reference: string };
   reference: { available: boolean; libtorrent: string | null; reason: string | null };
+  /** Wall time of the whole pass, seconds. */
+  durationS?: number;
   figures: Figure[];
   notes: string[];
 }
