@@ -62,6 +62,8 @@ export class Download implements TorrentHost, SessionOwner {
   /** Pieces verified by this run (resumed pieces excluded). */
   piecesFetched = 0;
   private uploadedClosed = 0;
+  /** Times a peer stalled and had its requests moved to others. */
+  stalls = 0;
   /** Clock time when the last piece was verified (before the whole-file check), or 0. */
   verifiedAt = 0;
 
@@ -357,6 +359,7 @@ export class Download implements TorrentHost, SessionOwner {
       if (picker.outstanding(s.key) > 0 && now - s.lastBlockAt > STALL_MS && !this.snubbed.has(s.key)) {
         this.log.debug({ peer: s.remote, outstanding: picker.outstanding(s.key) }, 'peer stalled: requests moved to other peers');
         this.snubbed.add(s.key);
+        this.stalls++;
         picker.peerChoked(s.key);
       }
       if (this.joined.has(s.key) && picker.isInteresting(s.key)) useful++;

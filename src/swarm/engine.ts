@@ -43,7 +43,7 @@ export interface SwarmEngineExt extends SwarmEngine {
   /** Payload bytes served to peers so far (seeds and downloads). */
   uploaded(): number;
   /** Pieces fetched by a download in this run and the peers it banned. */
-  downloadStats(id: string): { piecesFetched: number; banned: string[]; verifiedAt: number } | undefined;
+  downloadStats(id: string): { piecesFetched: number; banned: string[]; verifiedAt: number; stalls: number } | undefined;
 }
 
 export function createSwarmEngine(opts: SwarmEngineOptions): SwarmEngineExt {
@@ -202,7 +202,7 @@ export function createSwarmEngine(opts: SwarmEngineOptions): SwarmEngineExt {
 
     downloadStats(id) {
       const d = downloads.get(id);
-      return d ? { piecesFetched: d.piecesFetched, banned: d.bannedPeers, verifiedAt: d.verifiedAt } : undefined;
+      return d ? { piecesFetched: d.piecesFetched, banned: d.bannedPeers, verifiedAt: d.verifiedAt, stalls: d.stalls } : undefined;
     },
   };
   return engine;
