@@ -87,7 +87,7 @@ async function main(): Promise<void> {
   const logger = stderrLogger('tracker');
   let node: TrackerNode;
   try {
-    node = await TrackerNode.start({ store, logger, host: me.host, port: me.port, trackerNo: args.trackerNo });
+    node = await TrackerNode.start({ store, logger, host: me.host, port: me.port, trackerNo: args.trackerNo, trackerCount: endpoints.length });
   } catch (err) {
     store.close();
     const code = (err as { code?: string }).code;

@@ -33,6 +33,8 @@ export interface TrackerNodeOptions {
   signTicket?: TicketSigner | null;
   scrypt?: ScryptParams;
   loginLimits?: { perUser: number; perAddress: number; windowMs: number };
+  /** Trackers in the network (lines of tracker_info): login budgets are split among them. */
+  trackerCount?: number;
   limits?: Partial<ServerLimits>;
   leaseMs?: number;
 }
@@ -64,6 +66,7 @@ export class TrackerNode {
       ...(signTicket ? { signTicket } : {}),
       ...(o.scrypt ? { scrypt: o.scrypt } : {}),
       ...(o.loginLimits ? { loginLimits: o.loginLimits } : {}),
+      ...(o.trackerCount !== undefined ? { trackerCount: o.trackerCount } : {}),
     });
     let node: TrackerNode | null = null;
     const handlers: Handlers = createHandlers(domain, () => node?.status() ?? {});

@@ -7,8 +7,11 @@
  * cap (answered TOO_LARGE first), more than `maxBadLines` malformed lines, more than
  * `maxQueued` requests buffered, a peer that stops reading our answers. A request that cannot be
  * parsed far enough to know its id is answered with id -1 ({@link NO_ID}).
- * Limits on connections: per remote address and in total; a connection that sends nothing for
- * `idleMs` is closed unless it holds a live session (clients with a session heartbeat anyway).
+ * Limits on connections: per remote address and in total, and new connections per second per
+ * address; a connection that sends nothing for `idleMs` is closed unless it holds a live session
+ * (clients with a session heartbeat anyway). Requests per second per address (all its connections
+ * together): past the rate, its requests wait their turn ({@link AddressLimiter}), so a flooding
+ * address slows itself down and cannot starve the others.
  * A dispatcher failure that is not a CoterieError is logged with context and answered INTERNAL.
  */
 import { createServer, type Server, type Socket } from 'node:net';
@@ -17,6 +20,7 @@ import type { Logger } from '../common/log.js';
 import {
   encodeLine, isOpName, LineDecoder, MAX_LINE_BYTES, parseArgs, parseRequest, type OpName, type Response,
 } from '../protocol/rpc.js';
+import { AddressLimiter } from './address-limiter.js';
 import type { ConnContext } from './handlers.js';
 import { isReplicationHello } from './replication/wire.js';
 
@@ -38,6 +42,17 @@ export interface ServerLimits {
   maxQueued: number;
   /** Bytes of answers buffered for a peer that does not read them before it is closed. */
   maxWriteBuffer: number;
+  /**
+   * Requests handled per second per remote address, all its connections together (malformed lines
+   * count too). Past it, requests wait; an honest client makes about one every few seconds.
+   */
+  requestsPerSecondPerAddress: number;
+  /** Requests an idle address may make at once before the rate applies. */
+  requestBurstPerAddress: number;
+  /** New connections accepted per second per remote address; more are refused (RATE_LIMITED). */
+  connectionsPerSecondPerAddress: number;
+  /** New connections an address may open at once before that rate applies. */
+  connectionBurstPerAddress: number;
 }
 
 export const DEFAULT_LIMITS: ServerLimits = {
@@ -49,6 +64,10 @@ export const DEFAULT_LIMITS: ServerLimits = {
   maxPending: 32,
   maxQueued: 4096,
   maxWriteBuffer: 16 << 20,
+  requestsPerSecondPerAddress: 1_000,
+  requestBurstPerAddress: 2_000,
+  connectionsPerSecondPerAddress: 20,
+  connectionBurstPerAddress: 100,
 };
 
 /**
@@ -94,9 +113,15 @@ export class RpcServer {
   private nextId = 1;
   private sweeper: NodeJS.Timeout | null = null;
   private linkHandler: LinkHandler | null = null;
+  private readonly requestLimiter: AddressLimiter;
+  private readonly connectLimiter: AddressLimiter;
+  /** Addresses currently being slowed down, so the log says so once per episode, not per request. */
+  private readonly throttled = new Set<string>();
 
   constructor(private readonly opts: RpcServerOptions) {
     this.limits = { ...DEFAULT_LIMITS, ...opts.limits };
+    this.requestLimiter = new AddressLimiter({ ratePerSecond: this.limits.requestsPerSecondPerAddress, burst: this.limits.requestBurstPerAddress });
+    this.connectLimiter = new AddressLimiter({ ratePerSecond: this.limits.connectionsPerSecondPerAddress, burst: this.limits.connectionBurstPerAddress });
     // allowHalfOpen: a client may send its requests and shut its side; we still answer them all.
     this.server = createServer({ noDelay: true, allowHalfOpen: true }, (s) => this.accept(s));
     this.server.on('error', (err) => opts.logger.error({ err: describe(err) }, 'server socket error'));
@@ -134,7 +159,7 @@ export class RpcServer {
     const remote = socket.remoteAddress ?? 'unknown';
     socket.on('error', () => { /* reset by peer etc.: 'close' follows and cleans up */ });
     const n = this.perAddress.get(remote) ?? 0;
-    if (this.conns.size >= this.limits.maxConns || n >= this.limits.maxConnsPerAddress) {
+    if (this.conns.size >= this.limits.maxConns || n >= this.limits.maxConnsPerAddress || !this.connectLimiter.tryTake(remote, Date.now())) {
       this.opts.logger.warn({ remote, total: this.conns.size, fromAddress: n }, 'connection refused: too many connections');
       socket.end(encodeLine({ id: NO_ID, ok: false, error: { code: 'RATE_LIMITED', message: 'too many connections; try again later' } }));
       setTimeout(() => socket.destroy(), 1000).unref();
@@ -256,6 +281,13 @@ export class RpcServer {
     try {
       while (conn.queue.length > 0 && !conn.closed) {
         const item = conn.queue.shift()!;
+        // Only an address over its rate waits here; otherwise the loop stays synchronous up to the
+        // handler, so answers to malformed lines go out before a hang-up that follows them.
+        const wait = this.paceWait(conn.ctx.remote);
+        if (wait > 0) {
+          await this.sleepUnlessClosed(conn, wait);
+          if (conn.closed) break;
+        }
         const res = item.kind === 'reply' ? item.res : await this.call(conn, item);
         if (conn.closed) break;
         const ok = conn.socket.write(encodeLine(res));
@@ -271,6 +303,29 @@ export class RpcServer {
       conn.busy = false;
     }
     if (!conn.closed && conn.socket.readableEnded) conn.socket.end();
+  }
+
+  /** Milliseconds this address must wait before its next request is handled (0: go ahead). See {@link AddressLimiter}. */
+  private paceWait(remote: string): number {
+    const wait = this.requestLimiter.take(remote, Date.now());
+    if (wait <= 0) {
+      if (this.throttled.size > 0) this.throttled.delete(remote);
+      return 0;
+    }
+    if (!this.throttled.has(remote)) {
+      if (this.throttled.size >= 10_000) this.throttled.clear();
+      this.throttled.add(remote);
+      this.opts.logger.warn({ remote, waitMs: wait }, 'address over its request rate: slowing it down');
+    }
+    return wait;
+  }
+
+  private sleepUnlessClosed(conn: Conn, ms: number): Promise<void> {
+    return new Promise<void>((r) => {
+      const done = () => { clearTimeout(t); conn.socket.off('close', done); r(); };
+      const t = setTimeout(done, ms);
+      conn.socket.once('close', done);
+    });
   }
 
   private async call(conn: Conn, item: Extract<Item, { kind: 'call' }>): Promise<Response> {

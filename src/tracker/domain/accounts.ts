@@ -40,8 +40,11 @@ export class Accounts {
 
   constructor(private readonly d: DomainDeps) {
     const l = d.loginLimits ?? { perUser: 5, perAddress: 30, windowMs: 60_000 };
-    this.byUser = new FailureLimiter({ limit: l.perUser, windowMs: l.windowMs, now: d.now, what: 'user' });
-    this.byAddress = new FailureLimiter({ limit: l.perAddress, windowMs: l.windowMs, now: d.now, what: 'address' });
+    // The budgets are network-wide: this tracker allows its share (see DomainDeps.trackerCount).
+    const n = Math.max(1, Math.floor(d.trackerCount ?? 1));
+    const share = (limit: number) => Math.max(1, Math.ceil(limit / n));
+    this.byUser = new FailureLimiter({ limit: share(l.perUser), windowMs: l.windowMs, now: d.now, what: 'user' });
+    this.byAddress = new FailureLimiter({ limit: share(l.perAddress), windowMs: l.windowMs, now: d.now, what: 'address' });
     this.params = d.scrypt ?? DEFAULT_SCRYPT;
     this.random = d.random ?? randomBytes;
   }

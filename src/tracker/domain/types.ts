@@ -34,8 +34,18 @@ export interface DomainDeps {
   signTicket?: TicketSigner;
   random?: (n: number) => Buffer;
   scrypt?: ScryptParams;
-  /** Login failures allowed per minute per user and per remote address. */
+  /**
+   * Login failures allowed per window per user and per remote address, across the whole network
+   * of trackers (see `trackerCount`).
+   */
   loginLimits?: { perUser: number; perAddress: number; windowMs: number };
+  /**
+   * How many trackers share the login budgets above (the lines of tracker_info). Each tracker
+   * allows ceil(limit / trackerCount) failures per window, so that all of them together allow at
+   * most limit + trackerCount - 1, with no message between them: a guesser gains nothing by
+   * spreading attempts over trackers (docs/hardening.md). Default 1.
+   */
+  trackerCount?: number;
 }
 
 /** An authenticated caller, as established from its session token. */
@@ -56,8 +66,13 @@ export interface CallOrigin {
 }
 
 export const SESSION_MS = 7 * 24 * 3600_000;
-/** How long an access ticket is good for; clients refresh peers (and tickets) every few seconds. */
-export const TICKET_MS = 3600_000;
+/**
+ * How long an access ticket is good for. Downloads ask for peers (and a fresh ticket) every few
+ * seconds, so a short life costs nothing; it bounds how long someone who left or was removed from
+ * a group can still fetch with a ticket obtained before (seeders also close a connection whose
+ * ticket expires; the downloader re-dials with a fresh one).
+ */
+export const TICKET_MS = 10 * 60_000;
 /** Most peers one get_peers answer lists. */
 export const MAX_PEERS_ANSWERED = 200;
 
