@@ -9,9 +9,9 @@
  */
 import { constants } from 'node:fs';
 import { access, stat } from 'node:fs/promises';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import { CoterieError, describe } from '../../common/errors.js';
-import { checkFileName, checkId } from '../../common/names.js';
+import { checkFileName, checkId, safeJoin } from '../../common/names.js';
 import type { OpResult } from '../../protocol/rpc.js';
 import type { Manifest, PeerInfo } from '../../swarm/api.js';
 import { parseManifest } from '../../swarm/manifest.js';
@@ -37,7 +37,8 @@ async function destinationFor(ctx: ClientContext, dest: string, name: string): P
   const st = await stat(abs).catch(() => null);
   let path: string;
   if (st?.isDirectory()) {
-    path = join(abs, name);
+    // The name came through the tracker from another user: it must stay one component inside `abs`.
+    path = safeJoin(abs, name);
   } else if (st) {
     throw new CoterieError('IO', `${dest} already exists (give a directory, or a new file name)`);
   } else {
@@ -65,7 +66,7 @@ export async function downloadFile(ctx: ClientContext, [group, name, dest]: stri
   if (peers.length === 0) throw new CoterieError('NO_SEEDER', `no online seeder for ${name}`);
   const infoBytes = Buffer.from(r.info, 'base64');
   const manifest = parseManifest(infoBytes);
-  if (manifest.infoHashHex !== r.infoHash) {
+  if (manifest.infoHashHex !== r.infoHash || manifest.name !== name) {
     throw new CoterieError('BAD_MANIFEST', `the tracker sent a manifest that does not match ${name}; not downloading`);
   }
   const destPath = await destinationFor(ctx, dest!, name!);
