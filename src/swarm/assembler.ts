@@ -16,10 +16,21 @@
 import { createHash } from 'node:crypto';
 import type { Manifest } from './api.js';
 import type { BlockRequest, PeerKey, Picker } from './picker/index.js';
-import { BufferPool, type PartFile } from './storage.js';
+import { BufferPool, MAX_ASYNC_WRITES, type PartFile } from './storage.js';
 
-/** What became of one block. */
-export type BlockResult = 'ignored' | 'stored' | 'verified' | 'failed';
+/**
+ * What became of one block. 'writing': the piece passed its hash and is being written on the
+ * thread pool; {@link AssemblerHooks.written} follows.
+ */
+export type BlockResult = 'ignored' | 'stored' | 'verified' | 'writing' | 'failed';
+
+/** Completion of asynchronous piece writes. */
+export interface AssemblerHooks {
+  /** The piece is on disk and verified in the picker. */
+  written(piece: number): void;
+  /** The write failed (disk full...): the download cannot go on. */
+  writeFailed(err: Error): void;
+}
 
 interface InFlight {
   buf: Buffer;
@@ -50,8 +61,11 @@ export class PieceAssembler {
   wasted = 0;
   private readonly inflight = new Map<number, InFlight>();
   private readonly pool: BufferPool;
+  private disposed = false;
 
-  constructor(private readonly manifest: Manifest, private readonly part: PartFile, private readonly picker: Picker) {
+  /** With `hooks`, verified pieces are written on the thread pool (see PartFile.writePieceAsync). */
+  constructor(private readonly manifest: Manifest, private readonly part: PartFile, private readonly picker: Picker,
+    private readonly hooks: AssemblerHooks | null = null) {
     this.pool = new BufferPool(manifest.pieceLength);
   }
 
@@ -107,6 +121,19 @@ export class PieceAssembler {
       for (const x of sus) if (!blockDigest(f.buf, x.block, size).equals(x.digest)) bad.add(x.who);
       this.culprits = [...bad];
     }
+    const hooks = this.hooks;
+    if (hooks !== null && this.part.writesInFlight < MAX_ASYNC_WRITES) {
+      const buf = f.buf;
+      this.part.writePieceAsync(piece, buf, size, (err) => {
+        this.pool.give(buf);
+        if (this.disposed) return;
+        if (err) { hooks.writeFailed(err); return; }
+        this.picker.pieceVerified(piece);
+        hooks.written(piece);
+      });
+      return 'writing';
+    }
+    // Synchronous path (also the backpressure when too many writes are in flight).
     try {
       this.part.writePiece(piece, f.buf, size);
     } finally {
@@ -121,6 +148,7 @@ export class PieceAssembler {
 
   /** Drops the partial pieces (pause, failure, completion). */
   dispose(): void {
+    this.disposed = true;
     for (const f of this.inflight.values()) this.pool.give(f.buf);
     this.inflight.clear();
     this.suspects.clear();

@@ -52,6 +52,8 @@ export interface DownloadContext extends HostContext {
   completed(d: Download, sessions: PeerSession[]): void;
   /** Max pipeline depth override (benchmarks). */
   maxPipeline?: number;
+  /** Piece writes: 'sync' (writeSync on the event loop) or 'async' (thread pool). */
+  writeMode?: 'sync' | 'async';
 }
 
 export class Download implements TorrentHost, SessionOwner {
@@ -132,7 +134,11 @@ export class Download implements TorrentHost, SessionOwner {
     const part = this.part;
     this.log.info({ resumed: part.have.count, mode: part.mode, pieces: m.pieceCount }, 'download started');
     this.picker = new Picker({ pieceCount: m.pieceCount, pieceLength: m.pieceLength, totalLength: m.length }, part.have);
-    this.asm = new PieceAssembler(m, part, this.picker);
+    const hooks = this.ctx.writeMode !== 'sync' ? {
+      written: (piece: number) => { if (this.state === 'downloading') this.pieceVerified(piece); },
+      writeFailed: (err: Error) => this.fail(err),
+    } : null;
+    this.asm = new PieceAssembler(m, part, this.picker, hooks);
     if (part.have.count > 0) this.firstPiece();
     if (this.picker.complete) { void this.complete(); return; }
     this.ctx.register(this);
@@ -233,9 +239,9 @@ export class Download implements TorrentHost, SessionOwner {
       throw err; // a ProtocolError: closes this session only
     }
     for (const c of asm.cancels) this.sessions.get(c.peer)?.sendCancel(c.req);
-    if (r === 'verified') {
+    if (r === 'verified' || r === 'writing') {
       for (const who of asm.culprits) this.ban(who);
-      this.pieceVerified(piece);
+      if (r === 'verified') this.pieceVerified(piece);
     } else if (r === 'failed') this.pieceFailed(piece, asm.lastContributors);
   }
 

@@ -34,6 +34,8 @@ export interface SwarmEngineOptions {
   clock?: Clock;
   /** Override of the per-peer pipeline depth cap, in blocks (benchmarks). */
   maxPipeline?: number;
+  /** How verified pieces are written: on the event loop ('sync') or the thread pool ('async'). */
+  writeMode?: 'sync' | 'async';
 }
 
 /** The engine plus what tests and the client shell's status view may inspect. */
@@ -108,6 +110,7 @@ export function createSwarmEngine(opts: SwarmEngineOptions): SwarmEngineExt {
       }
     },
     ...(opts.maxPipeline !== undefined ? { maxPipeline: opts.maxPipeline } : {}),
+    ...(opts.writeMode !== undefined ? { writeMode: opts.writeMode } : {}),
   };
 
   function checkIdle(): void {

@@ -5,6 +5,7 @@
  *   node swarm-node.js seed --file F --info I [--listen 127.0.0.1:0] [--max-up BPS]
  *   node swarm-node.js download --info I --sha256 H --dest D --resume R --peers a:1,b:2
  *                      [--listen 127.0.0.1:0] [--max-down BPS] [--max-up BPS] [--id ID] [--stay] [--pipeline N]
+ *                      [--write sync|async]
  *
  * `--info` is a file holding the exact bencoded info dict; `--resume` a JSON file used as the
  * ResumeStore. Lines: {"event":"listening","port"}, {"event":"progress",...} every 100 ms while
@@ -91,6 +92,7 @@ async function main(): Promise<void> {
     ...(maxUp !== undefined ? { maxUploadRate: maxUp } : {}),
     ...(maxDown !== undefined ? { maxDownloadRate: maxDown } : {}),
     ...(pipeline !== undefined ? { maxPipeline: pipeline } : {}),
+    ...(opt.has('write') ? { writeMode: opt.get('write') as 'sync' | 'async' } : {}),
   });
   await engine.listen();
   emit({ event: 'listening', port: engine.address.port, pid: process.pid });
@@ -102,7 +104,8 @@ async function main(): Promise<void> {
   if (cmd === 'seed') {
     engine.seed({ group: opt.get('group') ?? 'g', manifest, path: need('file') });
     emit({ event: 'seeding', infoHash: manifest.infoHashHex });
-    setInterval(() => emit({ event: 'uploaded', bytes: engine.uploaded() }), 1000).unref();
+    const cpu = (): number => { const u = process.cpuUsage(); return (u.user + u.system) / 1000; };
+    setInterval(() => emit({ event: 'uploaded', bytes: engine.uploaded(), cpuMs: cpu() }), 500).unref();
     return; // runs until killed
   }
   if (cmd !== 'download') throw new Error(`unknown command ${cmd}`);

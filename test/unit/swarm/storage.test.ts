@@ -157,6 +157,42 @@ describe('part file', () => {
     await assert.rejects(PartFile.open({ id: 'm', manifest, destPath: dest2, resume: new MemResume() }), (e: CoterieError) => e.code === 'IO');
   });
 
+  test('asynchronous writes: recorded on completion; a close waits for writes in flight', async () => {
+    const dest = join(dir, 'async.bin');
+    const store = new MemResume();
+    const pf = await PartFile.open({ id: 'a', manifest, destPath: dest, resume: store });
+    const results: Array<string | null> = [];
+    const bufs = [0, 1, 2, 3].map((i) => { const b = Buffer.alloc(PL); piece(i).copy(b); return b; });
+    for (const i of [0, 1, 2, 3]) pf.writePieceAsync(i, bufs[i]!, piece(i).length, (err) => results.push(err ? err.code : null));
+    assert.equal(pf.writesInFlight, 4);
+    assert.equal(pf.has(0), false, 'not served before it is written');
+    pf.close(); // must not close the descriptor under the writes
+    assert.equal(pf.isOpen, true);
+    await pf.whenWritten();
+    assert.deepEqual(results, [null, null, null, null]);
+    assert.equal(pf.isOpen, false);
+    assert.ok(readFileSync(`${dest}.part`).subarray(0, 4 * PL).equals(data.subarray(0, 4 * PL)));
+    // Writes that completed after the close was asked for are on disk but not recorded: a
+    // resume re-hashes and finds them.
+    const again = await PartFile.open({ id: 'a', manifest, destPath: dest, resume: store });
+    assert.deepEqual([...again.have], [0, 1, 2, 3]);
+    again.close();
+  });
+
+  test('asynchronous write failure is reported as an IO error', async () => {
+    const dest = join(dir, 'async-full.bin');
+    const enospc = Object.assign(new Error('ENOSPC'), { code: 'ENOSPC' });
+    const pf = await PartFile.open({
+      id: 'af', manifest, destPath: dest, resume: new MemResume(),
+      writeAsync: (_fd, _b, _o, _l, _p, cb) => setImmediate(() => cb(enospc, 0)),
+    });
+    const err = await new Promise<CoterieError | null>((r) => pf.writePieceAsync(0, Buffer.alloc(PL), PL, r));
+    assert.equal(err?.code, 'IO');
+    assert.match(err!.message, /disk full/);
+    assert.equal(pf.has(0), false);
+    pf.close();
+  });
+
   test('an empty file completes with zero pieces', async () => {
     writeFileSync(join(dir, 'empty-src'), Buffer.alloc(0));
     const m = await buildManifest(join(dir, 'empty-src'));
