@@ -17,12 +17,14 @@ import { createHash } from 'node:crypto';
 import type { Manifest } from './api.js';
 import type { BlockRequest, PeerKey, Picker } from './picker/index.js';
 import { BufferPool, MAX_ASYNC_WRITES, type PartFile } from './storage.js';
+import { MAX_UNVERIFIED_BYTES } from './limits.js';
 
 /**
  * What became of one block. 'writing': the piece passed its hash and is being written on the
- * thread pool; {@link AssemblerHooks.written} follows.
+ * thread pool; {@link AssemblerHooks.written} follows. 'dropped': a requested block that would
+ * start one partial piece too many ({@link MAX_UNVERIFIED_BYTES}); it goes back to the picker.
  */
-export type BlockResult = 'ignored' | 'stored' | 'verified' | 'writing' | 'failed';
+export type BlockResult = 'ignored' | 'dropped' | 'stored' | 'verified' | 'writing' | 'failed';
 
 /** Completion of asynchronous piece writes. */
 export interface AssemblerHooks {
@@ -80,11 +82,19 @@ export class PieceAssembler {
     const picker = this.picker;
     this.cancels.length = 0;
     // A block of another length than the one we asked for answers no request of ours.
-    if (picker.blockLength(piece, begin) !== data.length || !picker.blockReceived(peer, piece, begin, this.cancels)) {
+    if (picker.blockLength(piece, begin) !== data.length) { this.wasted += data.length; return 'ignored'; }
+    let f = this.inflight.get(piece);
+    if (f === undefined && (this.inflight.size + 1) * this.manifest.pieceLength > MAX_UNVERIFIED_BYTES) {
+      // Peers that start many pieces and finish none must not grow memory: refuse the block and
+      // give its request back (fetched again later, when partial pieces have completed).
+      picker.requestRejected(peer, { piece, begin, length: data.length });
+      this.wasted += data.length;
+      return 'dropped';
+    }
+    if (!picker.blockReceived(peer, piece, begin, this.cancels)) {
       this.wasted += data.length;
       return 'ignored';
     }
-    let f = this.inflight.get(piece);
     if (f === undefined) {
       f = { buf: this.pool.take(), from: [], senders: [] };
       this.inflight.set(piece, f);

@@ -11,7 +11,7 @@
  * outstanding has its requests given to others and gets a shallow pipeline until it delivers.
  */
 import type { Logger } from 'pino';
-import { CoterieError, describe } from '../common/errors.js';
+import { CoterieError, ProtocolError, describe } from '../common/errors.js';
 import { parseEndpoint, formatEndpoint, type Endpoint } from '../common/config.js';
 import type { DownloadSpec, DownloadStatus, Manifest, PeerInfo, ResumeStore } from './api.js';
 import { PieceAssembler } from './assembler.js';
@@ -24,17 +24,15 @@ import { dial } from './socket-link.js';
 import { PartFile } from './storage.js';
 import { Unchoker } from './unchoker.js';
 import { Uploader } from './uploader.js';
+import {
+  EXTRA_INCOMING_PEERS_PER_DOWNLOAD, MAX_PEERS_PER_DOWNLOAD, MAX_QUEUED_REQUESTS, MAX_UNREQUESTED_BYTES, STRIKES_TO_BAN,
+} from './limits.js';
 
-export const MAX_PEERS = 30;
+export const MAX_PEERS = MAX_PEERS_PER_DOWNLOAD;
 export const STALL_MS = 5_000;
 export const REFRESH_MS = 5_000;
 /** When starved (no peer with anything for us), ask for peers again after this long. */
 export const STARVED_REFRESH_MS = 1_000;
-/**
- * Bad pieces shared with other senders before a peer is banned on suspicion alone. Usually the
- * smart ban (assembler.ts) names the culprit exactly first, once the piece verifies.
- */
-export const STRIKES_TO_BAN = 5;
 /** Pipeline depth for a peer that stalled, until it delivers again. */
 const SNUBBED_DEPTH = 4;
 
@@ -105,7 +103,7 @@ export class Download implements TorrentHost, SessionOwner {
       geometry: { pieceCount: m.pieceCount, pieceLength: m.pieceLength, totalLength: m.length },
       peerId: ctx.peerId,
       // No ticket towards peers that dial us: a ticket is a credential, shown only to seeders we chose.
-      ext: { m: {}, v: CLIENT_VERSION, p: ctx.listenPort(), reqq: 512 },
+      ext: { m: {}, v: CLIENT_VERSION, p: ctx.listenPort(), reqq: MAX_QUEUED_REQUESTS },
     };
     this.unchoker = new Unchoker((s) => s.down.rate() + s.up.rate());
     this.meter = new RateMeter(ctx.clock);
@@ -176,7 +174,7 @@ export class Download implements TorrentHost, SessionOwner {
     const port = s.peerExt?.p;
     const id = port ? formatEndpoint({ host: ip, port }) : s.remote;
     this.identity.set(s, id);
-    if (this.banned.has(id) || this.sessions.size >= MAX_PEERS + 10) { s.close(); return; }
+    if (this.banned.has(id) || this.sessions.size >= MAX_PEERS + EXTRA_INCOMING_PEERS_PER_DOWNLOAD) { s.close(); return; }
     this.sessions.set(s.key, s);
     if (port && !this.byAddr.has(id)) this.byAddr.set(id, s);
     this.onActive(s);
@@ -187,7 +185,14 @@ export class Download implements TorrentHost, SessionOwner {
     if (s.peerHandshake!.peerId.equals(this.ctx.peerId)) { s.close(new CoterieError('NOT_A_PEER', 'connected to ourselves')); return; }
     if (this.bannedIds.has(idHex)) { s.close(new CoterieError('ACCESS_DENIED', 'banned peer')); return; }
     const other = this.peerIds.get(idHex);
-    if (other && other !== s && !other.closed) { s.close(); return; } // one connection per peer is enough
+    if (other && other !== s && !other.closed) {
+      // Two connections to one peer (both dialled at once). Both sides must drop the same one:
+      // keep the connection dialled by the side with the smaller peer id.
+      const keepOutgoing = Buffer.compare(this.ctx.peerId, s.peerHandshake!.peerId) < 0;
+      const keepNew = s.outgoing !== other.outgoing && s.outgoing === keepOutgoing;
+      if (!keepNew) { s.close(); return; }
+      other.close();
+    }
     this.peerIds.set(idHex, s);
     const picker = this.picker;
     if (!picker || this.state !== 'downloading') { s.close(); return; }
@@ -237,6 +242,10 @@ export class Download implements TorrentHost, SessionOwner {
     } catch (err) {
       if (err instanceof CoterieError && err.code === 'IO') { this.fail(err); return; }
       throw err; // a ProtocolError: closes this session only
+    }
+    if (r === 'ignored' && (s.unrequestedBytes += data.length) > MAX_UNREQUESTED_BYTES) {
+      s.close(new ProtocolError(`more than ${MAX_UNREQUESTED_BYTES} bytes of blocks we did not ask for`));
+      return;
     }
     for (const c of asm.cancels) this.sessions.get(c.peer)?.sendCancel(c.req);
     if (r === 'verified' || r === 'writing') {

@@ -17,6 +17,7 @@ import { bucketFor, monotonicMs, type Clock } from './rate-limit.js';
 import { SeedHost } from './seed-host.js';
 import { makePeerId, type PeerSession } from './session.js';
 import { FdCache } from './storage.js';
+import { MAX_OPEN_SEED_FILES } from './limits.js';
 
 export type { AuthorizeHook, AuthorizeRequest } from './peer-server.js';
 
@@ -52,7 +53,7 @@ export function createSwarmEngine(opts: SwarmEngineOptions): SwarmEngineExt {
   const clock = opts.clock ?? monotonicMs;
   const log = opts.logger;
   const peerId = makePeerId();
-  const fdCache = new FdCache(64);
+  const fdCache = new FdCache(MAX_OPEN_SEED_FILES);
   const upLimiter = bucketFor(opts.maxUploadRate, clock);
   const downLimiter = bucketFor(opts.maxDownloadRate, clock);
   const seeds = new Map<string, SeedHost>();

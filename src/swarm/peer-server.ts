@@ -13,6 +13,7 @@ import { PeerSession, type SessionOwner, type SessionTorrent } from './session.j
 import { adopt } from './socket-link.js';
 import type { Handshake } from './wire/codec.js';
 import type { Clock } from './rate-limit.js';
+import { MAX_CONNECTIONS_PER_ADDRESS, MAX_INCOMING_CONNECTIONS } from './limits.js';
 
 /** A torrent that accepts incoming peers: a seeded file or a download in progress. */
 export interface TorrentHost {
@@ -66,8 +67,8 @@ export class PeerServer implements SessionOwner {
 
   constructor(private readonly opts: PeerServerOptions) {
     this.bound = { ...opts.listen };
-    this.maxConnections = opts.maxConnections ?? 200;
-    this.maxPerAddress = opts.maxPerAddress ?? 32;
+    this.maxConnections = opts.maxConnections ?? MAX_INCOMING_CONNECTIONS;
+    this.maxPerAddress = opts.maxPerAddress ?? MAX_CONNECTIONS_PER_ADDRESS;
   }
 
   /** The address actually bound (port 0 resolved). */

@@ -13,6 +13,7 @@ import { FdCache, SeedSource } from './storage.js';
 import type { TokenBucket } from './rate-limit.js';
 import { Unchoker } from './unchoker.js';
 import { Uploader, type BlockSource } from './uploader.js';
+import { MAX_QUEUED_REQUESTS } from './limits.js';
 
 /** What hosts share from the engine. */
 export interface HostContext {
@@ -40,7 +41,7 @@ export class SeedHost implements TorrentHost, SessionOwner {
       infoHash: manifest.infoHash,
       geometry: { pieceCount: manifest.pieceCount, pieceLength: manifest.pieceLength, totalLength: manifest.length },
       peerId: ctx.peerId,
-      ext: { m: {}, v: CLIENT_VERSION, p: ctx.listenPort(), reqq: 512 },
+      ext: { m: {}, v: CLIENT_VERSION, p: ctx.listenPort(), reqq: MAX_QUEUED_REQUESTS },
     };
     this.source = new SeedSource(path, manifest, ctx.fdCache);
     this.unchoker = new Unchoker((s) => s.up.rate());

@@ -26,13 +26,11 @@ import { decodeExtHandshake, encodeExtHandshake, type ExtHandshake } from './wir
 import { ReadBuffer } from './wire/read-buffer.js';
 import { RateMeter, monotonicMs, type Clock } from './rate-limit.js';
 import type { Uploader } from './uploader.js';
+import { HANDSHAKE_TIMEOUT_MS, IDLE_TIMEOUT_MS, KEEPALIVE_MS, MAX_PIPELINE, MAX_REQUESTS_WHILE_CHOKED } from './limits.js';
 
-export const HANDSHAKE_TIMEOUT_MS = 10_000;
-export const IDLE_TIMEOUT_MS = 120_000;
-export const KEEPALIVE_MS = 60_000;
-/** Pipeline depth bounds, in blocks (PERF-NOTES: 16 -> 780 MB/s, 64 -> 850, 128 -> 910, 256 no better). */
+export { HANDSHAKE_TIMEOUT_MS, IDLE_TIMEOUT_MS, KEEPALIVE_MS, MAX_PIPELINE, MAX_REQUESTS_WHILE_CHOKED };
+/** Pipeline depth lower bound, in blocks (PERF-NOTES: 16 -> 780 MB/s, 64 -> 850, 128 -> 910, 256 no better). */
 export const MIN_PIPELINE = 64;
-export const MAX_PIPELINE = 128;
 /** Seconds of the peer's measured rate we keep requested ahead. */
 const PIPELINE_SECONDS = 0.5;
 
@@ -135,6 +133,10 @@ export class PeerSession implements WireHandler {
   private readonly reader: ReadBuffer;
   /** A core (non-extended) message arrived, so the peer's pieces are known. */
   private sawCore = false;
+  /** REQUESTs received while we choke the peer, since we last choked it. */
+  private chokedRequests = 0;
+  /** PIECE bytes from this peer that answered no request of ours (counted by the owner). */
+  unrequestedBytes = 0;
   private announced = false;
   private closeErr: Error | undefined;
 
@@ -317,7 +319,12 @@ export class PeerSession implements WireHandler {
   onRequest(piece: number, begin: number, length: number): void {
     this.core();
     // A request while we choke it is a harmless race (it had not seen our CHOKE yet): dropped.
-    if (this.amChoking || this.state !== 'active' || this.uploader === null) return;
+    // A stream of them is not: past the limit the peer is disconnected.
+    if (this.amChoking) {
+      if (++this.chokedRequests > MAX_REQUESTS_WHILE_CHOKED) throw new ProtocolError(`more than ${MAX_REQUESTS_WHILE_CHOKED} requests while choked`);
+      return;
+    }
+    if (this.state !== 'active' || this.uploader === null) return;
     this.uploader.enqueue(piece, begin, length);
   }
 
@@ -371,6 +378,7 @@ export class PeerSession implements WireHandler {
   choke(): void {
     if (this.amChoking || this.state === 'closed') return;
     this.amChoking = true;
+    this.chokedRequests = 0;
     // BEP 3: after a CHOKE, the peer's queued requests are discarded (it re-requests on unchoke).
     this.uploader?.clear();
     this.send(CHOKE);

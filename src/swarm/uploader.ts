@@ -11,11 +11,9 @@
 import { CoterieError, ProtocolError } from '../common/errors.js';
 import { PIECE_HEADER_LENGTH, writePieceHeader, MAX_BLOCK_LENGTH } from './wire/codec.js';
 import type { TokenBucket } from './rate-limit.js';
+import { MAX_QUEUED_REQUESTS, SEND_HIGH_WATER } from './limits.js';
 
-/** Most requests one peer may have queued with us; more is a flood and gets it disconnected. */
-export const MAX_QUEUED_REQUESTS = 512;
-/** Stop reading blocks for a peer while this many bytes wait in its socket (resume on 'drain'). */
-export const SEND_HIGH_WATER = 2 * 1024 * 1024;
+export { MAX_QUEUED_REQUESTS, SEND_HIGH_WATER };
 /** Blocks per send buffer: 1 MiB of data per write. */
 const BLOCKS_PER_SEND = 64;
 const SEND_BUFFER_SIZE = BLOCKS_PER_SEND * (MAX_BLOCK_LENGTH + PIECE_HEADER_LENGTH);

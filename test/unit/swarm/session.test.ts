@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { CoterieError } from '../../../src/common/errors.js';
 import { Bitfield } from '../../../src/swarm/bitfield.js';
 import {
-  HANDSHAKE_TIMEOUT_MS, IDLE_TIMEOUT_MS, KEEPALIVE_MS, MIN_PIPELINE, MAX_PIPELINE, PeerSession, makePeerId,
+  HANDSHAKE_TIMEOUT_MS, IDLE_TIMEOUT_MS, KEEPALIVE_MS, MIN_PIPELINE, MAX_PIPELINE, MAX_REQUESTS_WHILE_CHOKED, PeerSession, makePeerId,
   type SessionOwner, type SessionTorrent,
 } from '../../../src/swarm/session.js';
 import { MAX_QUEUED_REQUESTS, Uploader, type BlockSource } from '../../../src/swarm/uploader.js';
@@ -308,6 +308,18 @@ describe('peer session: serving requests (uploader)', () => {
     assert.equal(up.queued, 2);
     s.b.choke();
     assert.equal(up.queued, 0);
+  });
+
+  test('a stream of requests while choked is a flood: disconnected past the limit', () => {
+    const s = connect();
+    s.b.uploader = new Uploader(s.b, source);
+    const frames = [];
+    for (let i = 0; i < MAX_REQUESTS_WHILE_CHOKED; i++) frames.push(encodeRequest(i % PIECES, 0, 16384));
+    s.b.onData(Buffer.concat(frames));
+    assert.equal(s.b.state, 'active', 'up to the limit they are dropped quietly');
+    s.b.onData(encodeRequest(0, 0, 16384));
+    assert.equal(s.b.state, 'closed');
+    assert.equal((s.rb.closedWith as CoterieError).code, 'PROTOCOL');
   });
 
   test('a CANCEL removes a queued request', () => {
