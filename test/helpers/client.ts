@@ -31,6 +31,11 @@ export interface ClientOptions {
   args?: string[];
   env?: NodeJS.ProcessEnv;
   cwd?: string;
+  /**
+   * A command the client runs under, e.g. `['unshare', '-m', 'sh', '-c', '... && exec "$@"', 'sh']`:
+   * the node command line is appended to it. The PID tracked is the wrapper's, which must exec node.
+   */
+  wrapper?: string[];
 }
 
 export interface ScriptResult {
@@ -55,7 +60,9 @@ function lines(s: string): string[] {
 async function spawnClient(o: ClientOptions): Promise<{ child: ChildProcess; addr: string }> {
   const addr = o.addr ?? `127.0.0.1:${await freePort()}`;
   const dataDir = o.dataDir !== undefined ? ['--data-dir', o.dataDir] : [];
-  const child = spawn(process.execPath, [CLIENT_MAIN, addr, o.infoFile, ...dataDir, ...(o.args ?? [])], {
+  const argv = [process.execPath, CLIENT_MAIN, addr, o.infoFile, ...dataDir, ...(o.args ?? [])];
+  const cmd = [...(o.wrapper ?? []), ...argv];
+  const child = spawn(cmd[0]!, cmd.slice(1), {
     stdio: ['pipe', 'pipe', 'pipe'],
     env: { ...process.env, COTERIE_LOG: process.env['COTERIE_LOG'] ?? 'info', ...o.env },
     ...(o.cwd ? { cwd: o.cwd } : {}),

@@ -8,7 +8,7 @@
  * command runs (so refusals are immediate) and then whenever the engine asks.
  */
 import { constants } from 'node:fs';
-import { access, stat } from 'node:fs/promises';
+import { access, stat, unlink } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { CoterieError, describe } from '../../common/errors.js';
 import { checkFileName, checkId, safeJoin } from '../../common/names.js';
@@ -128,8 +128,15 @@ async function finished(ctx: ClientContext, rec: DownloadRecord, manifest: Manif
   ctx.out.notify(`downloaded ${printable(rec.name)} from ${printable(rec.group)} to ${printable(rec.destPath)}`);
 }
 
+/**
+ * A download that failed for good (disk full, destination not writable, file inconsistent): its
+ * record says why (`show_downloads` prints it) and its `.part` goes, since a failed download is
+ * never resumed and the space is likely what the user needs back. Only a verified, renamed file is
+ * ever left under the final name, so nothing that looks complete remains.
+ */
 function failed(ctx: ClientContext, rec: DownloadRecord, manifest: Manifest, error: Error): void {
   ctx.state.failDownload(rec.id, describe(error));
+  void unlink(`${rec.destPath}.part`).catch(() => undefined);
   const stillShared = ctx.state.shares(rec.user, rec.group).some((s) => s.infoHash === manifest.infoHashHex);
   if (!stillShared) ctx.serving.delete(rec.group, manifest.infoHashHex);
   ctx.logger.warn({ group: rec.group, name: rec.name, err: describe(error) }, 'download failed');
