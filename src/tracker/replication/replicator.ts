@@ -23,6 +23,9 @@ import { vectorLag, type SyncOptions } from './sync-session.js';
 import { systemClock, type Clock, type PresencePort, type ReplicaStore, type Signer, type VersionVector } from './types.js';
 import type { PresenceEntry } from './wire.js';
 
+/** Inbound handshakes in progress at once; beyond it new replication connections are refused. */
+export const MAX_PENDING_HANDSHAKES = 16;
+
 export interface ReplicatorOptions {
   self: Endpoint;
   /** Every tracker of tracker_info, this one included. */
@@ -166,6 +169,15 @@ export class Replicator {
    */
   accept(socket: Socket, lines: string[], decoder: LineDecoder): void {
     if (!this.running) { socket.destroy(); return; }
+    // Handed-over sockets leave the RPC server's connection limits: bound the handshakes instead
+    // (a listed host could otherwise open them without end; each costs a signature).
+    let handshaking = 0;
+    for (const l of this.all) if (l.state === 'handshake' && l.role === 'acceptor') handshaking++;
+    if (handshaking >= MAX_PENDING_HANDSHAKES) {
+      this.log.warn({ remote: socket.remoteAddress }, 'replication: too many handshakes in progress; connection refused');
+      socket.destroy();
+      return;
+    }
     const link = PeerLink.accept(this.ctx, socket, lines, decoder);
     if (link.state !== 'closed') this.all.add(link);
   }

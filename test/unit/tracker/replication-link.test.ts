@@ -14,7 +14,7 @@ import { MemoryStore } from '../../../src/tracker/store/memory-store.js';
 import { rowKey } from '../../../src/tracker/store/merge.js';
 import { LineDecoder } from '../../../src/protocol/rpc.js';
 import { silentLogger } from '../../../src/common/log.js';
-import { Replicator } from '../../../src/tracker/replication/replicator.js';
+import { MAX_PENDING_HANDSHAKES, Replicator } from '../../../src/tracker/replication/replicator.js';
 import { MemoryPinStore } from '../../../src/tracker/replication/pins.js';
 import { PresenceCopies } from '../../../src/tracker/replication/presence-copies.js';
 import { isReplicationHello, type PresenceEntry } from '../../../src/tracker/replication/wire.js';
@@ -298,4 +298,32 @@ test('an oversized line closes the link', async () => {
     write(a, 1);
     await waitFor('still replicating', allEqual(c));
   } finally { await c.close(); }
+});
+
+test('half-done handshakes are bounded: beyond the cap new ones are refused, live links unharmed', async () => {
+  const c = await cluster(2);
+  const socks: Socket[] = [];
+  try {
+    await waitFor('links', allLinked(c));
+    const [a, b] = c.nodes as [Node, Node];
+    const signer = newSigner();
+    let welcomed = 0, refused = 0;
+    for (let k = 0; k < MAX_PENDING_HANDSHAKES + 4; k++) {
+      const s = connect({ host: '127.0.0.1', port: a.port });
+      socks.push(s);
+      s.on('error', () => undefined);
+      s.on('data', (buf) => { if (buf.toString().includes('"welcome"')) welcomed++; });
+      s.on('close', () => { refused++; });
+      s.write(JSON.stringify({ t: 'hello', v: 1, origin: 'fedcba9876543210', addr: `127.0.0.1:${b.port}`, nonce: Buffer.alloc(32, k).toString('base64'), key: signer.publicKey }) + '\n');
+      await waitFor('answered', () => welcomed + refused > k, 5000);
+    }
+    assert.equal(welcomed, MAX_PENDING_HANDSHAKES);
+    assert.equal(refused, 4);
+    assert.equal(a.rep!.links.size, 1);
+    write(b, 1);
+    await waitFor('still replicating', allEqual(c));
+  } finally {
+    for (const s of socks) s.destroy();
+    await c.close();
+  }
 });
