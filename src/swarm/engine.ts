@@ -35,7 +35,7 @@ export interface SwarmEngineOptions {
   clock?: Clock;
   /** Override of the per-peer pipeline depth cap, in blocks (benchmarks). */
   maxPipeline?: number;
-  /** How verified pieces are written: on the event loop ('sync') or the thread pool ('async'). */
+  /** How verified pieces are written: on the event loop ('sync', default) or the thread pool ('async'). */
   writeMode?: 'sync' | 'async';
 }
 
