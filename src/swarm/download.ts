@@ -60,6 +60,12 @@ export interface DownloadContext extends HostContext {
   writeMode?: 'sync' | 'async';
 }
 
+/**
+ * One download from start (resume) to complete, failed or paused. Invariants: the picker's
+ * verified set equals the .part file's recorded pieces; a piece is announced (HAVE) and served
+ * only once it is written; at most {@link MAX_PEERS} dialled peers plus a few incoming ones;
+ * a banned identity or peer id is never connected again by this download.
+ */
 export class Download implements TorrentHost, SessionOwner {
   readonly manifest: Manifest;
   readonly torrent: SessionTorrent;

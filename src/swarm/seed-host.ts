@@ -27,6 +27,11 @@ export interface HostContext {
 
 export const CLIENT_VERSION = 'Coterie 0.1';
 
+/**
+ * Serves one complete file to the peers that asked for it. Invariants: every session it holds
+ * is active and has an uploader reading the file; it never requests anything; two seeds
+ * disconnect (nothing to trade).
+ */
 export class SeedHost implements TorrentHost, SessionOwner {
   readonly torrent: SessionTorrent;
   readonly source: BlockSource;

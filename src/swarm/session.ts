@@ -87,6 +87,7 @@ export function makePeerId(): Buffer {
 
 let nextKey = 1;
 
+/** How a session is created: its transport, its owner, and for outgoing ones the torrent. */
 export interface SessionOptions {
   transport: SessionTransport;
   owner: SessionOwner;
@@ -97,6 +98,13 @@ export interface SessionOptions {
   remote?: string;
 }
 
+/**
+ * One connection. Invariants: `torrent` and `peerHas` are set from the moment the info-hash is
+ * known (at once for outgoing sessions, on `attach` for incoming ones); the owner hears about
+ * the peer's pieces once ({@link SessionOwner.onPeerPieces}) before any single HAVE; after
+ * 'closed' nothing more is read, written or reported. Input is capped by the decoder (one frame
+ * at most is held), output is whatever the owner sends.
+ */
 export class PeerSession implements WireHandler {
   /** Small integer id, unique in the process (the picker's PeerKey). */
   readonly key = nextKey++;

@@ -13,6 +13,10 @@ import type { PeerSession } from './session.js';
 export const UNCHOKE_SLOTS = 8;
 export const ROUND_MS = 10_000;
 
+/**
+ * Invariant: after each round exactly the sessions the choker chose are unchoked (active ones);
+ * a session that leaves frees its slot at once.
+ */
 export class Unchoker {
   private readonly choker: Choker;
   readonly sessions = new Set<PeerSession>();
