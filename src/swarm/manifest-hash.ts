@@ -2,24 +2,34 @@
  * The hashing pipeline behind buildManifest: SHA-1 of every piece plus SHA-256 of the whole file,
  * read with a small fixed set of reused buffers so memory stays flat in file size.
  *
- * Why two threads. Both hashes run at about the same speed here (SHA-NI: ~1.7 GB/s SHA-1,
- * ~1.65 GB/s SHA-256 per core), so doing both on one thread halves throughput (~0.82 GB/s
- * measured on a 1 GiB file). The SHA-256 is one sequential stream, so it runs in a worker on the
- * second core (nothing else runs during upload_file), while the main thread reads and hashes
- * pieces. Reading costs the main thread ~0.2 s/GiB on top of its SHA-1, so the worker, once it
- * has caught up with the SHA-256, steals pieces from the chunk the main thread is hashing: the
- * two threads balance themselves through one atomic claim counter per chunk instead of a fixed
- * split (which the load of a shared machine would upset). Figures in bench/hash-speed.ts.
+ * Why two threads. Both hashes run at about the same speed here (SHA-NI: ~1.65 GB/s each per
+ * core), so doing both on one thread halves throughput. The SHA-256 is one sequential stream, so
+ * it runs in a worker on the second core (nothing else runs during upload_file) while the main
+ * thread reads and hashes pieces. Reading costs the main thread extra, so the worker, whenever it
+ * has caught up with the SHA-256, takes pieces from the newest chunk: the threads balance
+ * themselves through one atomic claim counter per chunk rather than a fixed split (which the load
+ * of a shared machine would upset). The main thread keeps one chunk published ahead of the one it
+ * hashes, so the worker has pieces to take while the main thread is reading.
  *
- * Why these choices, measured on this 2-core VM with a 1 GiB page-cached file:
- *   one thread, sync reads, SHA-1 + SHA-256           ~0.80 GB/s
- *   worker SHA-256, main reads + SHA-1 (no stealing)   ~1.25 GB/s
- *   the same with stealing                             see bench/hash-speed.ts
- * Synchronous positional reads from the page cache (~17 GB/s, 4 MiB at a time) beat
- * asynchronous ones, whose thread-pool thread would compete for the same two cores.
+ * Measured on this 2-core VM, 1 GiB page-cached file, 256 KiB pieces, quiet machine (MB/s):
+ *   raw SHA-1, in memory (the reference)                          1,580-1,720
+ *   raw SHA-1 + SHA-256 on one thread, in memory                    820-850
+ *   one thread: sync reads + SHA-1 only (reading costs ~0.2 s/GiB)   1,240-1,280
+ *   one thread: async reads + SHA-1 only                           1,135-1,155
+ *   one thread: double-buffered async reads + SHA-1 only           1,280-1,570
+ *   one thread build: sync reads, SHA-1 + SHA-256                    700-780
+ *   one thread build: double-buffered async reads, both              680-830
+ *   two threads, worker does SHA-256 only                          1,190-1,250
+ *   two threads, worker also takes pieces, look-ahead (this)       1,220-1,320
+ * The last is 0.75-0.86 of raw SHA-1 measured in the same round (median 0.77): as fast as
+ * reading and SHA-1 alone, so the SHA-256 comes for free. Chunks of 1, 2 or 4 MiB made no
+ * measurable difference. What is left goes to memory traffic: two cores hashing out-of-cache data
+ * at once each slow down on this VM. Async reads would add a third thread to two busy cores, and
+ * gained nothing measurable on one thread once both hashes run, so reads stay synchronous.
+ * bench/hash-speed.ts reproduces the main figures.
  *
  * Small files are hashed on the calling thread: a worker's start and hand-overs cost more than
- * they save there.
+ * they save there. The worker is started once per process and kept (idle, unreferenced).
  */
 import { createHash } from 'node:crypto';
 import { readSync } from 'node:fs';
@@ -239,24 +249,36 @@ async function hashParallelJob(fd: number, length: number, pieceLength: number, 
     if (failure) throw failed();
   };
 
+  // Reads the next chunk into its slot (once the slot's previous chunk is fully hashed) and
+  // publishes it to the worker.
+  let nextRead = 0;
+  const readAndPost = async (): Promise<void> => {
+    const c = nextRead++;
+    const s = c % SLOTS, base = s * 4;
+    if (c >= SLOTS) {
+      for (let v; (v = Atomics.load(ctl, G_SHA_DONE)) < c - SLOTS + 1;) await waitChange(G_SHA_DONE, v);
+      for (let v; (v = Atomics.load(ctl, base + DONE)) < Atomics.load(ctl, base + COUNT);) await waitChange(base + DONE, v);
+    }
+    const start = c * chunkBytes;
+    const len = Math.min(chunkBytes, length - start);
+    readFully(fd, slots[s]!, len, start);
+    Atomics.store(ctl, base + CHUNK, c);
+    Atomics.store(ctl, base + COUNT, Math.ceil(len / pieceLength));
+    Atomics.store(ctl, base + DONE, 0);
+    Atomics.store(ctl, base + CLAIM, 0);
+    Atomics.store(ctl, G_POSTED, c + 1);
+    Atomics.notify(ctl, G_POSTED);
+  };
+
   try {
     for (let c = 0; c < chunks; c++) {
+      // Keep one chunk published ahead of the one this thread hashes: while this thread reads,
+      // the worker (done with its SHA-256) has pieces of that chunk to take, instead of idling.
+      // Measured: without the look-ahead the worker sat idle ~0.24 s per GiB during reads.
+      while (nextRead < chunks && nextRead <= c + 1) await readAndPost();
       const s = c % SLOTS, base = s * 4;
-      if (c >= SLOTS) {
-        // The slot's previous chunk must be through SHA-256 and every one of its pieces hashed.
-        for (let v; (v = Atomics.load(ctl, G_SHA_DONE)) < c - SLOTS + 1;) await waitChange(G_SHA_DONE, v);
-        for (let v; (v = Atomics.load(ctl, base + DONE)) < Atomics.load(ctl, base + COUNT);) await waitChange(base + DONE, v);
-      }
-      const start = c * chunkBytes;
-      const len = Math.min(chunkBytes, length - start);
-      readFully(fd, slots[s]!, len, start);
+      const len = Math.min(chunkBytes, length - c * chunkBytes);
       const count = Math.ceil(len / pieceLength);
-      Atomics.store(ctl, base + CHUNK, c);
-      Atomics.store(ctl, base + COUNT, count);
-      Atomics.store(ctl, base + DONE, 0);
-      Atomics.store(ctl, base + CLAIM, 0);
-      Atomics.store(ctl, G_POSTED, c + 1);
-      Atomics.notify(ctl, G_POSTED);
       const slot = slots[s]!;
       for (let i; (i = Atomics.add(ctl, base + CLAIM, 1)) < count;) {
         const off = i * pieceLength;
@@ -264,7 +286,7 @@ async function hashParallelJob(fd: number, length: number, pieceLength: number, 
           .digest().copy(pieces, 20 * (c * perChunk + i));
         Atomics.add(ctl, base + DONE, 1);
       }
-      onProgress?.(start + len, length);
+      onProgress?.(c * chunkBytes + len, length);
       await yieldToLoop();
       if (failure) throw failed();
     }
