@@ -64,6 +64,7 @@ export interface DecodeOptions {
   lenient?: boolean;
 }
 
+/** Defaults of {@link DecodeOptions}; callers decoding small messages should pass tighter caps. */
 export const DEFAULT_MAX_BYTES = 32 * 1024 * 1024;
 export const DEFAULT_MAX_DEPTH = 32;
 export const DEFAULT_MAX_ENTRIES = 100_000;

@@ -25,7 +25,7 @@ export const MAX_PIECES = 1_000_000;
 /** Largest encoded info dict accepted: the pieces at their cap plus room for name and extra keys. */
 export const MAX_INFO_BYTES = MAX_PIECES * 20 + 64 * 1024;
 
-/** Piece lengths `buildManifest` picks from by default. */
+/** Range of piece lengths `buildManifest` picks from by default (see choosePieceLength). */
 export const DEFAULT_MIN_PIECE_LENGTH = 256 * 1024;
 export const DEFAULT_MAX_PIECE_LENGTH = 4 * 1024 * 1024;
 /** `buildManifest` aims for at most this many pieces (and so, by doubling, more than half as many). */
