@@ -172,7 +172,9 @@ export class Download implements TorrentHost, SessionOwner {
       try { ep = parseEndpoint(p.addr); } catch { continue; }
       const addr = formatEndpoint(ep);
       if (this.banned.has(addr) || this.byAddr.has(addr)) continue;
-      if (ep.port === self.port && (ep.host === self.host || self.host === '0.0.0.0' || self.host === '::')) continue;
+      // Our own address (the tracker lists us too once we announce). Other aliases of ourselves
+      // (a wildcard bind) are caught by the peer id in the handshake.
+      if (ep.port === self.port && ep.host === self.host) continue;
       const s = dial(ep.host, ep.port, (t) => new PeerSession({ transport: t, owner: this, torrent: this.torrentFor(), clock: this.ctx.clock, remote: addr }));
       this.sessions.set(s.key, s);
       this.byAddr.set(addr, s);
