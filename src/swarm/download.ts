@@ -89,6 +89,8 @@ export class Download implements TorrentHost, SessionOwner {
   private readonly identity = new WeakMap<PeerSession, string>();
   private readonly peerIds = new Map<string, PeerSession>();
   private readonly banned = new Set<string>();
+  /** Addresses that turned out to be this client itself. */
+  private readonly selfAddrs = new Set<string>();
   private readonly bannedIds = new Set<string>();
   private readonly strikes = new Map<string, number>();
   private readonly snubbed = new Set<number>();
@@ -171,7 +173,7 @@ export class Download implements TorrentHost, SessionOwner {
       let ep: Endpoint;
       try { ep = parseEndpoint(p.addr); } catch { continue; }
       const addr = formatEndpoint(ep);
-      if (this.banned.has(addr) || this.byAddr.has(addr)) continue;
+      if (this.banned.has(addr) || this.byAddr.has(addr) || this.selfAddrs.has(addr)) continue;
       // Our own address (the tracker lists us too once we announce). Other aliases of ourselves
       // (a wildcard bind) are caught by the peer id in the handshake.
       if (ep.port === self.port && ep.host === self.host) continue;
@@ -196,7 +198,13 @@ export class Download implements TorrentHost, SessionOwner {
 
   onActive(s: PeerSession): void {
     const idHex = s.peerHandshake!.peerId.toString('hex');
-    if (s.peerHandshake!.peerId.equals(this.ctx.peerId)) { s.close(new CoterieError('NOT_A_PEER', 'connected to ourselves')); return; }
+    if (s.peerHandshake!.peerId.equals(this.ctx.peerId)) {
+      // One of our own addresses: never dial it again.
+      const id = this.identity.get(s);
+      if (s.outgoing && id !== undefined) this.selfAddrs.add(id);
+      s.close(new CoterieError('NOT_A_PEER', 'connected to ourselves'));
+      return;
+    }
     if (this.bannedIds.has(idHex)) { s.close(new CoterieError('ACCESS_DENIED', 'banned peer')); return; }
     const other = this.peerIds.get(idHex);
     if (other && other !== s && !other.closed) {

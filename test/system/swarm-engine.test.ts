@@ -215,6 +215,17 @@ describe('swarm engine', () => {
     assert.equal((await download(d, p, dest, [addr(seeder)])).ok, true);
   });
 
+  test('our own address among the peers (a wildcard bind): recognised by peer id, dialled once', async () => {
+    const p = await file(2);
+    const seeder = await engine();
+    seeder.seed({ group: 'g', manifest: p.manifest, path: p.file });
+    const d = await engine({ listen: { host: '0.0.0.0', port: 0 } });
+    const dest = join(p.dir, 'out.bin');
+    const r = await download(d, p, dest, [`127.0.0.1:${d.address.port}`, addr(seeder)]);
+    assert.equal(r.ok, true, r.error?.message);
+    assert.equal(sha256File(dest), p.sha256);
+  });
+
   test('the peer server caps connections per address', async () => {
     const server = new PeerServer({ listen: { host: '127.0.0.1', port: 0 }, lookup: () => undefined, logger: silentLogger(), maxPerAddress: 2 });
     await server.listen();
