@@ -11,7 +11,10 @@
  * address; a connection that sends nothing for `idleMs` is closed unless it holds a live session
  * (clients with a session heartbeat anyway). Requests per second per address (all its connections
  * together): past the rate, its requests wait their turn ({@link AddressLimiter}), so a flooding
- * address slows itself down and cannot starve the others.
+ * address slows itself down and cannot starve the others. Partial lines: a line must be complete
+ * within `lineTimeoutMs` of its first byte (a client sends a whole line at once; a slow drip is a
+ * slowloris), and all connections together may hold at most `maxBufferedBytes` of partial lines
+ * (2,048 connections x a 1 MiB line would be 2 GiB); the connection that goes over is closed.
  * A dispatcher failure that is not a CoterieError is logged with context and answered INTERNAL.
  */
 import { createServer, type Server, type Socket } from 'node:net';
@@ -53,6 +56,10 @@ export interface ServerLimits {
   connectionsPerSecondPerAddress: number;
   /** New connections an address may open at once before that rate applies. */
   connectionBurstPerAddress: number;
+  /** A line must be complete this long after its first byte arrived. */
+  lineTimeoutMs: number;
+  /** Bytes of partial lines held for all connections together. */
+  maxBufferedBytes: number;
 }
 
 export const DEFAULT_LIMITS: ServerLimits = {
@@ -68,6 +75,8 @@ export const DEFAULT_LIMITS: ServerLimits = {
   requestBurstPerAddress: 2_000,
   connectionsPerSecondPerAddress: 20,
   connectionBurstPerAddress: 100,
+  lineTimeoutMs: 30_000,
+  maxBufferedBytes: 64 << 20,
 };
 
 /**
@@ -98,6 +107,10 @@ interface Conn {
   busy: boolean;
   badLines: number;
   lastSeen: number;
+  /** When the partial line now held started (meaningful while `held` > 0). */
+  lineStartedAt: number;
+  /** Bytes of partial line held, as last counted into the server's total. */
+  held: number;
   closed: boolean;
   /** Whether a first line has been seen (only a first line can be a replication hello). */
   started: boolean;
@@ -117,6 +130,10 @@ export class RpcServer {
   private readonly connectLimiter: AddressLimiter;
   /** Addresses currently being slowed down, so the log says so once per episode, not per request. */
   private readonly throttled = new Set<string>();
+  /** Bytes of partial lines held over all connections (sum of `Conn.held`). */
+  private buffered = 0;
+  /** Sockets we hung up on that have not closed yet. */
+  private readonly closing = new Set<Socket>();
 
   constructor(private readonly opts: RpcServerOptions) {
     this.limits = { ...DEFAULT_LIMITS, ...opts.limits };
@@ -136,7 +153,7 @@ export class RpcServer {
         this.server.off('error', onError);
         const a = this.server.address();
         const bound = typeof a === 'object' && a ? a.port : port;
-        this.sweeper = setInterval(() => this.sweepIdle(), Math.max(50, Math.min(5_000, this.limits.idleMs / 4)));
+        this.sweeper = setInterval(() => this.sweepIdle(), Math.max(50, Math.min(5_000, this.limits.idleMs / 4, this.limits.lineTimeoutMs / 4)));
         this.sweeper.unref();
         resolve({ host, port: bound });
       });
@@ -147,6 +164,8 @@ export class RpcServer {
   close(): Promise<void> {
     if (this.sweeper) clearInterval(this.sweeper);
     for (const c of this.conns) c.socket.destroy();
+    // Connections already hung up (closing, maybe paused: they would hold the listener open).
+    for (const sock of this.closing) sock.destroy();
     return new Promise((resolve) => this.server.close(() => resolve()));
   }
 
@@ -163,13 +182,15 @@ export class RpcServer {
       this.opts.logger.warn({ remote, total: this.conns.size, fromAddress: n }, 'connection refused: too many connections');
       socket.end(encodeLine({ id: NO_ID, ok: false, error: { code: 'RATE_LIMITED', message: 'too many connections; try again later' } }));
       setTimeout(() => socket.destroy(), 1000).unref();
+      this.closing.add(socket);
+      socket.once('close', () => this.closing.delete(socket));
       return;
     }
     this.perAddress.set(remote, n + 1);
     const conn: Conn = {
       ctx: { connId: this.nextId++, remote, hasSession: false },
       socket, decoder: new LineDecoder(this.limits.maxLineBytes), queue: [], busy: false, badLines: 0,
-      lastSeen: Date.now(), closed: false, started: false, detach: () => {},
+      lastSeen: Date.now(), lineStartedAt: 0, held: 0, closed: false, started: false, detach: () => {},
     };
     this.conns.add(conn);
     // Keepalive finds peers that vanished without a FIN (half-open), which the idle timeout
@@ -202,9 +223,16 @@ export class RpcServer {
     }
   }
 
+  /** Records that `conn` now holds `n` bytes of partial line (kept in the server-wide total). */
+  private setHeld(conn: Conn, n: number): void {
+    this.buffered += n - conn.held;
+    conn.held = n;
+  }
+
   private onClosed(conn: Conn): void {
     if (conn.closed) return;
     conn.closed = true;
+    this.setHeld(conn, 0);
     this.conns.delete(conn);
     const n = (this.perAddress.get(conn.ctx.remote) ?? 1) - 1;
     if (n <= 0) this.perAddress.delete(conn.ctx.remote); else this.perAddress.set(conn.ctx.remote, n);
@@ -215,7 +243,8 @@ export class RpcServer {
 
   private onData(conn: Conn, chunk: Buffer): void {
     if (conn.closed) return;
-    conn.lastSeen = Date.now();
+    const now = Date.now();
+    conn.lastSeen = now;
     let lines: string[];
     try { lines = conn.decoder.push(chunk); }
     catch (err) {
@@ -225,6 +254,14 @@ export class RpcServer {
         return;
       }
       throw err;
+    }
+    // A new partial line starts its clock when nothing was held or a line just completed.
+    if (conn.decoder.pending > 0 && (conn.held === 0 || lines.length > 0)) conn.lineStartedAt = now;
+    this.setHeld(conn, conn.decoder.pending);
+    if (this.buffered > this.limits.maxBufferedBytes) {
+      this.opts.logger.warn({ remote: conn.ctx.remote, conn: conn.ctx.connId, buffered: this.buffered }, 'closing connection: partial lines over the server-wide cap');
+      this.hangUp(conn, { code: 'RATE_LIMITED', message: 'the tracker is busy; try again later' });
+      return;
     }
     if (!conn.started && lines.length > 0) {
       conn.started = true;
@@ -346,6 +383,8 @@ export class RpcServer {
     conn.queue = [];
     conn.socket.pause();
     conn.socket.end(encodeLine({ id: NO_ID, ok: false, error }));
+    this.closing.add(conn.socket);
+    conn.socket.once('close', () => this.closing.delete(conn.socket));
     // A peer that never reads would keep a half-closed socket around: give it a moment, then cut.
     setTimeout(() => conn.socket.destroy(), 2_000).unref();
     this.onClosed(conn);
@@ -354,6 +393,11 @@ export class RpcServer {
   private sweepIdle(): void {
     const now = Date.now();
     for (const c of this.conns) {
+      if (c.held > 0 && now - c.lineStartedAt >= this.limits.lineTimeoutMs) {
+        this.opts.logger.warn({ remote: c.ctx.remote, conn: c.ctx.connId, held: c.held }, 'closing connection: a line took too long to arrive');
+        this.hangUp(c, { code: 'BAD_REQUEST', message: `request line not complete within ${this.limits.lineTimeoutMs / 1000} s` });
+        continue;
+      }
       if (c.ctx.hasSession || c.busy || c.queue.length > 0) continue;
       if (now - c.lastSeen >= this.limits.idleMs) {
         this.opts.logger.debug({ remote: c.ctx.remote, conn: c.ctx.connId }, 'closing idle connection');

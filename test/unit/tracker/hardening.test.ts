@@ -84,6 +84,47 @@ describe('RpcServer rates per address', () => {
   });
 });
 
+describe('RpcServer partial lines', () => {
+  test('a line dripped slower than the line timeout is cut, even while bytes keep coming', async () => {
+    const { server: s, port } = await server({ lineTimeoutMs: 300 });
+    try {
+      const c = await RpcTestClient.connect(port);
+      const t0 = Date.now();
+      const drip = setInterval(() => c.writeRaw('x'), 50);
+      await c.closed;
+      clearInterval(drip);
+      const took = Date.now() - t0;
+      assert.ok(took >= 250 && took < 2_000, `cut after ${took} ms`);
+      assert.equal((c.unmatched[0] as { error: { code: string } }).error.code, 'BAD_REQUEST');
+      // Whole lines, however many, are not affected.
+      const d = await RpcTestClient.connect(port);
+      for (let i = 0; i < 5; i++) { assert.equal((await d.call('status')).ok, true); await new Promise((r) => setTimeout(r, 100)); }
+      d.close();
+    } finally { await s.close(); }
+  });
+
+  test('partial lines over the server-wide cap: the connection that goes over is closed, others live', async () => {
+    const { server: s, port } = await server({ maxBufferedBytes: 150_000 });
+    try {
+      const cs: RpcTestClient[] = [];
+      for (let i = 0; i < 3; i++) cs.push(await RpcTestClient.connect(port, '127.0.0.1', { localAddress: `127.0.0.${40 + i}` }));
+      cs[0]!.writeRaw(Buffer.alloc(70_000, 0x61));
+      cs[1]!.writeRaw(Buffer.alloc(70_000, 0x61));
+      await new Promise((r) => setTimeout(r, 200));
+      cs[2]!.writeRaw(Buffer.alloc(70_000, 0x61));
+      await cs[2]!.closed;
+      assert.equal((cs[2]!.unmatched[0] as { error: { code: string } }).error.code, 'RATE_LIMITED');
+      // The first two finish their lines and are answered.
+      cs[0]!.writeRaw('\n');
+      await new Promise((r) => setTimeout(r, 100));
+      assert.equal((cs[0]!.unmatched[0] as { error: { code: string } }).error.code, 'BAD_REQUEST', 'the finished line was answered');
+      cs[1]!.writeRaw('\n');
+      assert.equal((await cs[1]!.call('status')).ok, true, 'still served');
+      for (const c of cs) c.close();
+    } finally { await s.close(); }
+  });
+});
+
 describe('login failure budgets across trackers', () => {
   function tracker(trackerCount: number, now: () => number): Domain {
     const store = new MemoryStore({ clock: new HybridClock(now) });
