@@ -11,7 +11,7 @@
  * outstanding has its requests given to others and gets a shallow pipeline until it delivers.
  */
 import type { Logger } from 'pino';
-import { CoterieError, ProtocolError, describe } from '../common/errors.js';
+import { CoterieError, describe } from '../common/errors.js';
 import { parseEndpoint, formatEndpoint, type Endpoint } from '../common/config.js';
 import type { DownloadSpec, DownloadStatus, Manifest, PeerInfo, ResumeStore } from './api.js';
 import { PieceAssembler } from './assembler.js';
@@ -25,7 +25,7 @@ import { PartFile } from './storage.js';
 import { Unchoker } from './unchoker.js';
 import { Uploader } from './uploader.js';
 import {
-  EXTRA_INCOMING_PEERS_PER_DOWNLOAD, MAX_PEERS_PER_DOWNLOAD, MAX_QUEUED_REQUESTS, MAX_UNREQUESTED_BYTES, STRIKES_TO_BAN,
+  EXTRA_INCOMING_PEERS_PER_DOWNLOAD, MAX_PEERS_PER_DOWNLOAD, MAX_QUEUED_REQUESTS, STRIKES_TO_BAN,
 } from './limits.js';
 
 export const MAX_PEERS = MAX_PEERS_PER_DOWNLOAD;
@@ -264,10 +264,6 @@ export class Download implements TorrentHost, SessionOwner {
     } catch (err) {
       if (err instanceof CoterieError && err.code === 'IO') { this.fail(err); return; }
       throw err; // a ProtocolError: closes this session only
-    }
-    if (r === 'ignored' && (s.unrequestedBytes += data.length) > MAX_UNREQUESTED_BYTES) {
-      s.close(new ProtocolError(`more than ${MAX_UNREQUESTED_BYTES} bytes of blocks we did not ask for`));
-      return;
     }
     for (const c of asm.cancels) this.sessions.get(c.peer)?.sendCancel(c.req);
     if (r === 'verified' || r === 'writing') {

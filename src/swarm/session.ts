@@ -18,7 +18,7 @@ import { randomBytes } from 'node:crypto';
 import { CoterieError, ProtocolError } from '../common/errors.js';
 import { Bitfield } from './bitfield.js';
 import {
-  CHOKE, INTERESTED, KEEP_ALIVE, NOT_INTERESTED, UNCHOKE, encodeBitfield, encodeCancel, encodeExtended, encodeHandshake,
+  BLOCK_SIZE, CHOKE, INTERESTED, KEEP_ALIVE, NOT_INTERESTED, UNCHOKE, encodeBitfield, encodeCancel, encodeExtended, encodeHandshake,
   encodeHave, writeRequest, REQUEST_FRAME_LENGTH, WireDecoder,
   type BlockRef, type Geometry, type Handshake, type WireHandler,
 } from './wire/codec.js';
@@ -26,9 +26,11 @@ import { decodeExtHandshake, encodeExtHandshake, type ExtHandshake } from './wir
 import { ReadBuffer } from './wire/read-buffer.js';
 import { RateMeter, monotonicMs, type Clock } from './rate-limit.js';
 import type { Uploader } from './uploader.js';
-import { HANDSHAKE_TIMEOUT_MS, IDLE_TIMEOUT_MS, KEEPALIVE_MS, MAX_PIPELINE, MAX_REQUESTS_WHILE_CHOKED } from './limits.js';
+import {
+  HANDSHAKE_TIMEOUT_MS, IDLE_TIMEOUT_MS, KEEPALIVE_MS, MAX_PIPELINE, MAX_REQUESTS_WHILE_CHOKED, MAX_UNREQUESTED_BYTES,
+} from './limits.js';
 
-export { HANDSHAKE_TIMEOUT_MS, IDLE_TIMEOUT_MS, KEEPALIVE_MS, MAX_PIPELINE, MAX_REQUESTS_WHILE_CHOKED };
+export { HANDSHAKE_TIMEOUT_MS, IDLE_TIMEOUT_MS, KEEPALIVE_MS, MAX_PIPELINE, MAX_REQUESTS_WHILE_CHOKED, MAX_UNREQUESTED_BYTES };
 /** Pipeline depth lower bound, in blocks (PERF-NOTES: 16 -> 780 MB/s, 64 -> 850, 128 -> 910, 256 no better). */
 export const MIN_PIPELINE = 64;
 /** Seconds of the peer's measured rate we keep requested ahead. */
@@ -70,7 +72,11 @@ export interface SessionOwner {
   onChoke(s: PeerSession): void;
   onUnchoke(s: PeerSession): void;
   onInterest(s: PeerSession, interested: boolean): void;
-  /** A block arrived. `data` is a view into the read buffer, valid during this call only. */
+  /**
+   * A block we asked this peer for arrived (blocks it was never asked for, or asked for and then
+   * cancelled, never reach the owner). `data` is a view into the read buffer, valid during this
+   * call only.
+   */
   onBlock(s: PeerSession, piece: number, begin: number, data: Buffer): void;
   /** The frames of one read have all been handled: a good moment to refill requests. */
   onReadDone?(s: PeerSession): void;
@@ -143,8 +149,16 @@ export class PeerSession implements WireHandler {
   private sawCore = false;
   /** REQUESTs received while we choke the peer, since we last choked it. */
   private chokedRequests = 0;
-  /** PIECE bytes from this peer that answered no request of ours (counted by the owner). */
+  /** PIECE bytes from this peer that answered no request of ours. */
   unrequestedBytes = 0;
+  /**
+   * Blocks we asked this peer for and it has not answered, by block number (piece * blocks per
+   * piece + begin / 16 KiB). Only these reach the owner: a peer cannot slip data into a block we
+   * asked someone else for. Kept when the download gives a stalled peer's requests to others
+   * (the peer may still answer, and that data is welcome); dropped on CANCEL and when it chokes us.
+   */
+  readonly requested = new Set<number>();
+  private blocksPerPiece = 1;
   private announced = false;
   private closeErr: Error | undefined;
 
@@ -166,6 +180,7 @@ export class PeerSession implements WireHandler {
 
   private setTorrent(t: SessionTorrent): void {
     this.torrent = t;
+    this.blocksPerPiece = Math.ceil(t.geometry.pieceLength / BLOCK_SIZE);
     this.decoder.setGeometry(t.geometry);
     this.peerHas = new Bitfield(t.geometry.pieceCount);
   }
@@ -277,6 +292,8 @@ export class PeerSession implements WireHandler {
     this.core();
     if (this.peerChoking) return;
     this.peerChoking = true;
+    // BEP 3: a choking peer drops the requests it had from us.
+    this.requested.clear();
     if (this.state === 'active') this.owner.onChoke(this);
   }
 
@@ -343,9 +360,21 @@ export class PeerSession implements WireHandler {
 
   onPiece(piece: number, begin: number, data: Buffer): void {
     this.core();
+    if (!this.requested.delete(this.blockNumber(piece, begin))) {
+      // Never asked, cancelled, or a repeat. A few are races (CANCEL crossing the block); a
+      // stream of them is a flood.
+      this.unrequestedBytes += data.length;
+      if (this.unrequestedBytes > MAX_UNREQUESTED_BYTES) throw new ProtocolError(`more than ${MAX_UNREQUESTED_BYTES} bytes of blocks we did not ask for`);
+      return;
+    }
     this.down.add(data.length, this.now);
     this.lastBlockAt = this.now;
     if (this.state === 'active') this.owner.onBlock(this, piece, begin, data);
+  }
+
+  /** Block number of a request (-1 if `begin` is not on a block boundary, which we never request). */
+  private blockNumber(piece: number, begin: number): number {
+    return begin % BLOCK_SIZE === 0 ? piece * this.blocksPerPiece + begin / BLOCK_SIZE : -1;
   }
 
   onExtended(id: number, payload: Buffer): void {
@@ -407,11 +436,15 @@ export class PeerSession implements WireHandler {
     for (let i = from; i < to; i++) {
       const r = reqs[i]!;
       off = writeRequest(b, off, r.piece, r.begin, r.length);
+      this.requested.add(this.blockNumber(r.piece, r.begin));
     }
     this.send(b);
   }
 
-  sendCancel(r: BlockRef): void { this.send(encodeCancel(r.piece, r.begin, r.length)); }
+  sendCancel(r: BlockRef): void {
+    this.requested.delete(this.blockNumber(r.piece, r.begin));
+    this.send(encodeCancel(r.piece, r.begin, r.length));
+  }
 
   sendExtended(id: number, payload: Uint8Array): void { this.send(encodeExtended(id, payload)); }
 

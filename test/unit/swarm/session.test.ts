@@ -4,12 +4,13 @@ import { randomBytes } from 'node:crypto';
 import { CoterieError } from '../../../src/common/errors.js';
 import { Bitfield } from '../../../src/swarm/bitfield.js';
 import {
-  HANDSHAKE_TIMEOUT_MS, IDLE_TIMEOUT_MS, KEEPALIVE_MS, MIN_PIPELINE, MAX_PIPELINE, MAX_REQUESTS_WHILE_CHOKED, PeerSession, makePeerId,
+  HANDSHAKE_TIMEOUT_MS, IDLE_TIMEOUT_MS, KEEPALIVE_MS, MIN_PIPELINE, MAX_PIPELINE, MAX_REQUESTS_WHILE_CHOKED, MAX_UNREQUESTED_BYTES,
+  PeerSession, makePeerId,
   type SessionOwner, type SessionTorrent,
 } from '../../../src/swarm/session.js';
 import { MAX_QUEUED_REQUESTS, Uploader, type BlockSource } from '../../../src/swarm/uploader.js';
 import { TokenBucket } from '../../../src/swarm/rate-limit.js';
-import { encodeBitfield, encodeHave, encodeHandshake, encodeRequest, UNCHOKE, type Handshake } from '../../../src/swarm/wire/codec.js';
+import { encodeBitfield, encodeHave, encodeHandshake, encodePiece, encodeRequest, UNCHOKE, type Handshake } from '../../../src/swarm/wire/codec.js';
 import { pipePair, type MemoryTransport } from '../../helpers/swarm-pipe.js';
 
 const PL = 64 * 1024;
@@ -324,13 +325,48 @@ describe('peer session: serving requests (uploader)', () => {
 
   test('a CANCEL removes a queued request', () => {
     const s = serving();
-    const up = s.b.uploader!;
-    up.enqueue(3, 0, 16384);
-    up.enqueue(3, 16384, 16384);
-    up.cancel(3, 0, 16384);
-    up.flush();
+    // Both requests and the cancel reach B in one read, so B queues both before serving.
+    s.a.sendRequests([{ piece: 3, begin: 0, length: 16384 }, { piece: 3, begin: 16384, length: 16384 }]);
+    s.a.sendCancel({ piece: 3, begin: 0, length: 16384 });
+    const merged = Buffer.concat(s.ta.out.splice(0));
+    s.ta.out.push(merged);
+    const before = s.b.uploader!.served;
     s.pump();
     assert.deepEqual(s.ra.blocks.map((b) => [b.piece, b.begin]), [[3, 16384]]);
+    assert.equal(s.b.uploader!.served - before, 16384);
+  });
+
+  test('blocks we did not ask this peer for never reach the owner; a stream of them is a flood', () => {
+    const s = connect();
+    s.a.sendRequests([{ piece: 2, begin: 0, length: 16384 }]);
+    s.pump();
+    const block = (piece: number, begin: number): Buffer => encodePiece(piece, begin, DATA.subarray(piece * PL + begin, piece * PL + begin + 16384));
+    // The requested block arrives once; a repeat and a block never asked for are dropped.
+    s.tb.write(block(2, 0));
+    s.tb.write(block(2, 0));
+    s.tb.write(block(5, 16384));
+    s.pump();
+    assert.deepEqual(s.ra.blocks.map((b) => [b.piece, b.begin]), [[2, 0]]);
+    assert.equal(s.a.unrequestedBytes, 2 * 16384);
+    assert.equal(s.a.state, 'active');
+    const flood = [];
+    for (let i = 0; i * 16384 <= MAX_UNREQUESTED_BYTES; i++) flood.push(block(i % (PIECES - 1), 0));
+    s.tb.write(Buffer.concat(flood));
+    s.pump();
+    assert.equal(s.a.state, 'closed');
+    assert.equal((s.ra.closedWith as CoterieError).code, 'PROTOCOL');
+  });
+
+  test('after the peer chokes us, blocks of our earlier requests are unrequested', () => {
+    const s = connect();
+    s.a.sendRequests([{ piece: 1, begin: 0, length: 16384 }]);
+    s.b.unchoke();
+    s.b.choke();
+    s.pump();
+    assert.equal(s.a.requested.size, 0);
+    s.tb.write(encodePiece(1, 0, DATA.subarray(PL, PL + 16384)));
+    s.pump();
+    assert.equal(s.ra.blocks.length, 0);
   });
 
   test('the upload rate limit holds serving until the bucket refills', () => {
