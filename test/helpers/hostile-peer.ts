@@ -189,18 +189,33 @@ export class HostilePeer {
   destroy(): void { this.socket.destroy(); }
 }
 
+/** How a {@link HostileSeeder} answers REQUESTs. */
+export interface SeederOptions {
+  /** The real file: answer with its bytes (an honest seeder). Absent: random bytes (a malicious one). */
+  data?: Buffer;
+  pieceLength?: number;
+  /** Keep requests unanswered until {@link HostileSeeder.release} (to script what arrives first). */
+  hold?: boolean;
+}
+
 /**
- * A listening peer that pretends to seed `infoHash` with `pieceCount` pieces and answers every
- * REQUEST with the right length of wrong bytes. Records the downloaders that connected and when
- * each hung up.
+ * A listening peer that seeds `infoHash` with `pieceCount` pieces: by default it answers every
+ * REQUEST with the right length of wrong bytes (a malicious seeder); with `data` it answers
+ * honestly, and with `hold` it keeps requests until told to answer. Records the downloaders that
+ * connected, when each hung up, and the requests it received.
  */
 export class HostileSeeder {
   private server: Server | null = null;
   port = 0;
   /** One entry per connection: when it opened and closed, how many blocks we sent. */
   readonly conns: Array<{ openedAt: number; closedAt: number | null; blocksSent: number; socket: Socket }> = [];
+  /** Requests received and not answered yet (with `hold`). */
+  readonly held: Array<{ piece: number; begin: number; length: number; socket: Socket }> = [];
+  private holding: boolean;
 
-  constructor(private readonly infoHash: Buffer, private readonly pieceCount: number) {}
+  constructor(private readonly infoHash: Buffer, private readonly pieceCount: number, private readonly opts: SeederOptions = {}) {
+    this.holding = opts.hold ?? false;
+  }
 
   async listen(host = '127.0.0.1'): Promise<number> {
     const server = createServer((s) => this.accept(s));
@@ -208,6 +223,25 @@ export class HostileSeeder {
     await new Promise<void>((r) => server.listen(0, host, r));
     this.port = (server.address() as { port: number }).port;
     return this.port;
+  }
+
+  private block(piece: number, begin: number, len: number): Buffer {
+    const d = this.opts.data;
+    if (!d) return randomBytes(len);
+    const at = piece * (this.opts.pieceLength ?? 0) + begin;
+    return d.subarray(at, at + len);
+  }
+
+  private answer(s: Socket, piece: number, begin: number, len: number): void {
+    const c = this.conns.find((x) => x.socket === s);
+    if (c) c.blocksSent++;
+    if (!s.destroyed) s.write(encodePiece(piece, begin, this.block(piece, begin, len)));
+  }
+
+  /** Answers every held request; stops holding unless `keepHolding`. */
+  release(keepHolding = false): void {
+    this.holding = keepHolding;
+    for (const r of this.held.splice(0)) this.answer(r.socket, r.piece, r.begin, r.length);
   }
 
   private accept(s: Socket): void {
@@ -221,8 +255,8 @@ export class HostileSeeder {
       if (m.id !== MsgId.REQUEST || m.payload.length !== 12) return;
       const piece = m.payload.readUInt32BE(0), begin = m.payload.readUInt32BE(4), len = m.payload.readUInt32BE(8);
       if (len > 16384) return;
-      c.blocksSent++;
-      if (!s.destroyed) s.write(encodePiece(piece, begin, randomBytes(len)));
+      if (this.holding) this.held.push({ piece, begin, length: len, socket: s });
+      else this.answer(s, piece, begin, len);
     };
     let greeted = false;
     s.on('data', (chunk: Buffer) => {
