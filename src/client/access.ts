@@ -6,8 +6,8 @@
  */
 import type { KeyObject } from 'node:crypto';
 import type { Logger } from '../common/log.js';
-import { importPublicKey, ticketAllows, verifyTicket, TicketError } from '../protocol/ticket.js';
-import type { AuthorizeRequest } from '../swarm/peer-server.js';
+import { importPublicKey, ticketAllows, verifyTicket, TicketError, type Ticket } from '../protocol/ticket.js';
+import type { AuthorizeRequest, AuthorizeResult } from '../swarm/peer-server.js';
 
 /** Most tracker keys kept: a tracker list is a handful of lines; this bounds a hostile answer. */
 const MAX_KEYS = 256;
@@ -30,21 +30,33 @@ export class AccessGate {
   /** How many tracker keys are known. */
   get size(): number { return this.keys.size; }
 
-  /** The engine's authorize hook. Never throws. */
-  readonly authorize = (req: AuthorizeRequest): boolean => {
+  /** Whether the peer may have the file. Never throws. */
+  readonly authorize = (req: AuthorizeRequest): boolean => this.check(req) !== null;
+
+  /**
+   * The engine's authorize hook: like {@link authorize}, and an admitted peer's connection lasts
+   * only as long as its ticket (the engine closes it at `expiresAt`). Never throws.
+   */
+  readonly authorizeUntil = (req: AuthorizeRequest): AuthorizeResult => {
+    const t = this.check(req);
+    return t === null ? false : { ok: true, expiresAt: t.expiresAt };
+  };
+
+  /** The verified ticket that admits `req`, or null (logged with the reason). */
+  private check(req: AuthorizeRequest): Ticket | null {
     if (req.ticket === undefined) {
       this.logger?.info({ remote: req.remote, infoHash: req.infoHashHex }, 'refused a peer without an access ticket');
-      return false;
+      return null;
     }
     try {
       const t = verifyTicket(req.ticket, this.keys, this.now());
       const ok = req.groups.includes(t.group) && ticketAllows(t, t.group, req.infoHashHex);
       if (!ok) this.logger?.info({ remote: req.remote, group: t.group, user: t.user }, 'refused a ticket for another file or group');
-      return ok;
+      return ok ? t : null;
     } catch (err) {
       const reason = err instanceof TicketError ? err.reason : 'error';
       this.logger?.info({ remote: req.remote, reason }, 'refused an access ticket');
-      return false;
+      return null;
     }
-  };
+  }
 }

@@ -103,7 +103,7 @@ export async function runClient(argv: readonly string[], io: ClientIO = processI
   if (args.openShare) logger.warn('--open-share: serving every peer, with or without an access ticket');
   let engine: SwarmEngine;
   try {
-    const opts: EngineOptions = { listen: args.peer, resume: state, logger, authorize: args.openShare ? openAccess(logger) : access.authorize };
+    const opts: EngineOptions = { listen: args.peer, resume: state, logger, authorize: args.openShare ? openAccess(logger) : access.authorizeUntil };
     if (args.maxUploadRate !== undefined) opts.maxUploadRate = args.maxUploadRate;
     if (args.maxDownloadRate !== undefined) opts.maxDownloadRate = args.maxDownloadRate;
     engine = createSwarmEngine(opts);

@@ -19,7 +19,7 @@ import { makePeerId, type PeerSession } from './session.js';
 import { FdCache } from './storage.js';
 import { MAX_OPEN_SEED_FILES } from './limits.js';
 
-export type { AuthorizeHook, AuthorizeRequest } from './peer-server.js';
+export type { AuthorizeHook, AuthorizeRequest, AuthorizeResult } from './peer-server.js';
 
 export interface SwarmEngineOptions {
   listen: Endpoint;

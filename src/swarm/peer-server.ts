@@ -12,7 +12,7 @@ import { formatEndpoint, type Endpoint } from '../common/config.js';
 import { PeerSession, type SessionOwner, type SessionTorrent } from './session.js';
 import { adopt } from './socket-link.js';
 import type { Handshake } from './wire/codec.js';
-import type { Clock } from './rate-limit.js';
+import { monotonicMs, type Clock } from './rate-limit.js';
 import { MAX_CONNECTIONS_PER_ADDRESS, MAX_INCOMING_CONNECTIONS } from './limits.js';
 
 /** A torrent that accepts incoming peers: a seeded file or a download in progress. */
@@ -37,8 +37,15 @@ export interface AuthorizeRequest {
   remote: string;
 }
 
+/**
+ * What an authorize hook answers: no, yes, or yes until `expiresAt` (ms since the epoch: the
+ * access ticket's expiry). A connection admitted until a time is closed then; the downloader dials
+ * again with the fresh ticket it gets every few seconds, while someone who left the group gets none.
+ */
+export type AuthorizeResult = boolean | { ok: boolean; expiresAt?: number };
+
 /** Decides whether an incoming peer may have a file. Default: allow everyone (open access). */
-export type AuthorizeHook = (req: AuthorizeRequest) => boolean;
+export type AuthorizeHook = (req: AuthorizeRequest) => AuthorizeResult;
 
 export interface PeerServerOptions {
   listen: Endpoint;
@@ -50,6 +57,8 @@ export interface PeerServerOptions {
   maxConnections?: number;
   /** Most incoming connections from one IP. Default 32 (loopback tests put every peer on 127.0.0.1). */
   maxPerAddress?: number;
+  /** Wall clock, ms since the epoch (turns a ticket's expiry into a deadline on `clock`). */
+  wallClock?: () => number;
 }
 
 /**
@@ -132,7 +141,12 @@ export class PeerServer implements SessionOwner {
       ...(s.peerExt?.group !== undefined ? { group: s.peerExt.group } : {}),
     };
     let ok = true;
-    try { ok = this.opts.authorize ? this.opts.authorize(req) : true; } catch (err) {
+    let expiresAt: number | undefined;
+    try {
+      const r = this.opts.authorize ? this.opts.authorize(req) : true;
+      if (typeof r === 'boolean') ok = r;
+      else { ok = r.ok === true; expiresAt = r.expiresAt; }
+    } catch (err) {
       this.opts.logger.warn({ err: describe(err), remote: s.remote }, 'authorize hook failed');
       ok = false;
     }
@@ -142,6 +156,10 @@ export class PeerServer implements SessionOwner {
     }
     // The host may have gone (unseeded) while the handshakes ran.
     if (this.opts.lookup(req.infoHashHex) !== host) { s.close(); return; }
+    if (expiresAt !== undefined) {
+      const now = (this.opts.clock ?? monotonicMs)();
+      s.accessDeadline = now + Math.max(0, expiresAt - (this.opts.wallClock ?? Date.now)());
+    }
     host.adopt(s);
   }
 

@@ -152,6 +152,12 @@ export class PeerSession implements WireHandler {
   /** PIECE bytes from this peer that answered no request of ours. */
   unrequestedBytes = 0;
   /**
+   * Clock time at which the access ticket that admitted this (incoming) peer expires: the session
+   * is closed then, so a ticket does not outlive itself on a connection opened while it was good.
+   * Null: no deadline (open access, or a peer we dialled).
+   */
+  accessDeadline: number | null = null;
+  /**
    * Blocks we asked this peer for and it has not answered, by block number (piece * blocks per
    * piece + begin / 16 KiB). Only these reach the owner: a peer cannot slip data into a block we
    * asked someone else for. Kept when the download gives a stalled peer's requests to others
@@ -472,6 +478,10 @@ export class PeerSession implements WireHandler {
     }
     if (t - this.lastRecvAt > IDLE_TIMEOUT_MS) {
       this.close(new CoterieError('UNAVAILABLE', `peer ${this.remote}: silent for ${IDLE_TIMEOUT_MS / 1000} s`));
+      return;
+    }
+    if (this.accessDeadline !== null && t >= this.accessDeadline) {
+      this.close(new CoterieError('ACCESS_DENIED', `peer ${this.remote}: its access ticket expired`));
       return;
     }
     if (this.state === 'active' && t - this.lastSendAt >= KEEPALIVE_MS) this.send(KEEP_ALIVE);

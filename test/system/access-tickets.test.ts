@@ -195,6 +195,23 @@ describe('access tickets: only members get pieces', () => {
     assert.equal(!s2.ok && s2.error.code, 'NOT_MEMBER');
   });
 
+  test('a ticket that expires while connected: served, then cut at its expiry', async () => {
+    const expiresAt = Date.now() + 3_000;
+    const t = key.sign({ user: 'bob', group: 'g', infoHash: hashA.toString('hex'), expiresAt });
+    const p = await HostilePeer.connect(seederPort, { localAddress: `127.0.0.${nextLocal++}` });
+    peers.push(p);
+    p.handshake(hashA);
+    p.extHandshake({ ticket: t, group: 'g' });
+    p.interested();
+    assert.ok(await p.until(() => p.count(MsgId.UNCHOKE) > 0, 3_000), 'not unchoked');
+    p.request(0, 0, 16384);
+    assert.ok(await p.until(() => p.count(MsgId.PIECE) > 0, 3_000), 'not served before expiry');
+    await p.closedWithin(8_000);
+    assert.ok(p.closedAt !== null, 'still connected 5 s after the ticket expired');
+    assert.ok(p.closedAt >= expiresAt - 50, `cut ${expiresAt - p.closedAt} ms before the expiry`);
+    assert.ok(p.closedAt <= expiresAt + 2_500, `cut ${p.closedAt - expiresAt} ms after the expiry`);
+  });
+
   test('an expired ticket of a member is refused', async () => {
     const t = key.sign({ user: 'bob', group: 'g', infoHash: hashA.toString('hex'), expiresAt: Date.now() - 1 });
     assertRefused(await attempt(t), 'expired');

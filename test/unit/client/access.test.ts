@@ -35,3 +35,15 @@ describe('AccessGate', () => {
     assert.equal(gate.authorize(req('x'.repeat(5000))), false, 'oversized');
   });
 });
+
+describe('AccessGate.authorizeUntil', () => {
+  test('an admitted peer is admitted until its ticket expires; others are refused', () => {
+    const tracker = generateKeyPair();
+    const gate = new AccessGate(undefined, () => NOW);
+    gate.addKeys([{ origin: 't1', publicKey: exportPublicKey(tracker.publicKey) }]);
+    const t = signTicket({ user: 'bob', group: 'g1', infoHash: HASH, expiresAt: NOW + 5_000, origin: 't1' }, tracker.privateKey);
+    assert.deepEqual(gate.authorizeUntil({ infoHashHex: HASH, groups: ['g1'], ticket: t, remote: '10.0.0.2:1' }), { ok: true, expiresAt: NOW + 5_000 });
+    assert.equal(gate.authorizeUntil({ infoHashHex: HASH, groups: ['g2'], ticket: t, remote: '10.0.0.2:1' }), false);
+    assert.equal(gate.authorizeUntil({ infoHashHex: HASH, groups: ['g1'], remote: '10.0.0.2:1' }), false);
+  });
+});
