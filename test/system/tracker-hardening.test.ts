@@ -7,7 +7,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { encode } from '../../src/protocol/bencode.js';
@@ -132,6 +132,32 @@ describe('tracker hardening, three trackers', () => {
     await a.ok('leave_group', { group: 'tix' }, paul);
     const again = await a.call('get_peers', { group: 'tix', name: 'f.bin' }, paul);
     assert.equal(!again.ok && again.error.code, 'NOT_MEMBER');
+  });
+
+  test('partial lines from 100 connections: capped server-wide, memory bounded, honest calls answered', async (t) => {
+    const hogs: RpcTestClient[] = [];
+    for (let i = 0; i < 100; i++) hogs.push(await client(1, `127.0.1.${10 + (i % 10)}`));
+    // 100 x 900 KB of unfinished line: 90 MB asked for, the server holds at most 64 MiB.
+    const chunk = Buffer.alloc(900_000, 0x61);
+    for (const h of hogs) h.writeRaw(chunk);
+    const honest = await client(1, '127.0.1.99');
+    const deadline = Date.now() + 10_000;
+    let closed = 0;
+    while (Date.now() < deadline) {
+      closed = hogs.filter((h) => (h.socket.destroyed || h.socket.readableEnded)).length;
+      if (closed >= 20) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.ok(closed >= 20, `only ${closed} of 100 connections cut`);
+    await new Promise((r) => setTimeout(r, 1_000));
+    closed = hogs.filter((h) => (h.socket.destroyed || h.socket.readableEnded)).length;
+    assert.equal((await honest.call('list_groups', {})).ok, false); // answered (not logged in)
+    const pid = c.procs[1]!.pid;
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const hwm = Number(/^VmHWM:\s+(\d+)/m.exec(status)![1]);
+    t.diagnostic(`${closed} of 100 partial-line connections cut; tracker peak RSS ${(hwm / 1024).toFixed(0)} MiB`);
+    assert.ok(hwm < 400 * 1024, `tracker peak RSS ${hwm} KiB`);
+    for (const h of hogs) h.close();
   });
 
   test('a request flood from one address does not slow an honest client on another', async () => {
