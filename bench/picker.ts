@@ -12,6 +12,7 @@
  */
 import { Bitfield } from '../src/swarm/bitfield.js';
 import { Picker, type BlockRequest, type PeerKey } from '../src/swarm/picker/index.js';
+import { seededRandom } from '../src/common/prng.js';
 
 interface Scenario {
   name: string;
@@ -35,16 +36,7 @@ const scenarios: Scenario[] = [
   { name: '1 GiB, 64 KiB pieces (16,384), 40 sparse peers', totalLength: GiB, pieceLength: 64 << 10, seeders: 0, partials: 40, partialDensity: 0.1, depth: 64, batch: 16 },
 ];
 
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const prng = seededRandom;
 
 /** Runs one download to completion; returns [wall ns, CPU ns, blocks received]. */
 function run(s: Scenario, seed: number): [number, number, number] {

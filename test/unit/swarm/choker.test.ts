@@ -2,17 +2,9 @@ import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { Choker, type ChokerPeer } from '../../../src/swarm/choker.js';
+import { seededRandom } from '../../../src/common/prng.js';
 
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const prng = seededRandom;
 
 const peer = (key: number, rate: number, interested = true, snubbed = false): ChokerPeer => ({ key, rate, interested, snubbed });
 const sorted = (s: Set<number>) => [...s].sort((a, b) => a - b);

@@ -9,17 +9,9 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { Bitfield } from '../../../src/swarm/bitfield.js';
 import { Picker, type BlockRequest, type PeerKey } from '../../../src/swarm/picker/index.js';
+import { seededRandom } from '../../../src/common/prng.js';
 
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const prng = seededRandom;
 
 interface Config {
   pieceCount: number; pieceLength: number; lastLength: number; blockSize: number;

@@ -2,18 +2,9 @@ import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { Bitfield } from '../../../src/swarm/bitfield.js';
 import { Picker, type BlockRequest, type PickerOptions } from '../../../src/swarm/picker/index.js';
+import { seededRandom } from '../../../src/common/prng.js';
 
-/** Deterministic uniform [0, 1) generator (mulberry32), so every run picks the same way. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const prng = seededRandom;
 
 function bf(length: number, pieces: number[]): Bitfield {
   const b = new Bitfield(length);

@@ -13,18 +13,9 @@ import { CoterieError } from '../../../src/common/errors.js';
 import { compareStamps } from '../../../src/tracker/store/hlc.js';
 import type { Change } from '../../../src/tracker/store/store.js';
 import { from, infoFor, makeFixture, refuses, SHA, T0, type Fixture } from './fixture.js';
+import { seededRandom } from '../../../src/common/prng.js';
 
-/** A small seeded PRNG (mulberry32), so a failing order can be replayed from its seed. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const rng = seededRandom;
 
 function trackers(offsets: number[]): Fixture[] {
   return offsets.map((o) => makeFixture({ start: T0 + o }));
