@@ -16,6 +16,7 @@ import type { Manifest, ResumeStore } from './api.js';
 import { Bitfield } from './bitfield.js';
 import type { BlockSource } from './uploader.js';
 import { monotonicMs, type Clock } from './rate-limit.js';
+import { PREFIX_HASH_MIN_BYTES, PrefixHasher } from './prefix-hash.js';
 
 /** Reads per chunk when streaming a whole file (SHA-256 check, resume re-hash). */
 const STREAM_CHUNK = 4 * 1024 * 1024;
@@ -168,6 +169,11 @@ export interface PartFileOptions {
   writeAsync?: AsyncWriteFn;
   /** Called with (pieces checked, total) while an untrusted .part is re-hashed. */
   onRehash?: (done: number, total: number) => void;
+  /**
+   * Hash the verified prefix for the whole-file SHA-256 in a worker during the transfer
+   * ({@link PrefixHasher}). Default: for files of PREFIX_HASH_MIN_BYTES or more.
+   */
+  prefixHash?: boolean;
 }
 
 /** How the verified set was obtained when the .part was opened. */
@@ -199,6 +205,10 @@ export class PartFile implements BlockSource {
   private pending = 0;
   private closeWanted = false;
   private idleWaiters: Array<() => void> = [];
+  /** Follows the verified prefix with the whole-file SHA-256, or null (hashed in finish()). */
+  private prefix: PrefixHasher | null = null;
+  /** Pieces 0..prefixPieces-1 are all recorded. */
+  private prefixPieces = 0;
 
   private constructor(private readonly opts: PartFileOptions, fd: number, have: Bitfield) {
     this.partPath = `${opts.destPath}.part`;
@@ -245,6 +255,10 @@ export class PartFile implements BlockSource {
       }
       const pf = new PartFile(opts, fd, have);
       pf.mode = mode;
+      if (opts.prefixHash ?? m.length >= PREFIX_HASH_MIN_BYTES) {
+        try { pf.prefix = new PrefixHasher(partPath, m.length); } catch { /* hashed in finish() */ }
+        pf.advancePrefix();
+      }
       if (mode === 'rehashed') pf.saveNow();
       return pf;
     } catch (e) {
@@ -326,6 +340,15 @@ export class PartFile implements BlockSource {
     this.have.set(index);
     this.dirty = true;
     this.scheduleSave();
+    if (index === this.prefixPieces && this.prefix !== null) this.advancePrefix();
+  }
+
+  private advancePrefix(): void {
+    const have = this.have;
+    let k = this.prefixPieces;
+    while (k < have.length && have.get(k)) k++;
+    this.prefixPieces = k;
+    this.prefix?.advance(Math.min(k * this.pieceLength, this.opts.manifest.length));
   }
 
   private scheduleSave(): void {
@@ -353,6 +376,23 @@ export class PartFile implements BlockSource {
   async finish(sha256Hex: string): Promise<void> {
     await this.whenWritten();
     if (!this.have.full) throw new Error('finish() before every piece is verified');
+    const m = this.opts.manifest;
+    let got: string | null = null;
+    if (this.prefix !== null) {
+      try { got = await this.prefix.digest(); } catch { got = null; /* fall back to hashing here */ }
+      this.prefix = null;
+    }
+    if (got === null) got = await this.hashWhole();
+    if (got !== sha256Hex.toLowerCase()) {
+      throw new IntegrityError(`${m.name}: whole-file SHA-256 is ${got}, expected ${sha256Hex}; the shared file's metadata is inconsistent`);
+    }
+    this.close();
+    try { nodeFs.renameSync(this.partPath, this.opts.destPath); } catch (e) { throw ioError(`cannot rename ${this.partPath} to ${this.opts.destPath}`, e); }
+    this.opts.resume.complete(this.opts.id);
+  }
+
+  /** The whole file's SHA-256, streamed with one reused buffer, yielding between chunks. */
+  private async hashWhole(): Promise<string> {
     const h = createHash('sha256');
     const m = this.opts.manifest;
     const buf = Buffer.allocUnsafe(Math.min(STREAM_CHUNK, Math.max(1, m.length)));
@@ -365,13 +405,7 @@ export class PartFile implements BlockSource {
       // Keep serving peers and the shell responsive between chunks.
       if (pos < m.length) await new Promise<void>((r) => setImmediate(r));
     }
-    const got = h.digest('hex');
-    if (got !== sha256Hex.toLowerCase()) {
-      throw new IntegrityError(`${m.name}: whole-file SHA-256 is ${got}, expected ${sha256Hex}; the shared file's metadata is inconsistent`);
-    }
-    this.close();
-    try { nodeFs.renameSync(this.partPath, this.opts.destPath); } catch (e) { throw ioError(`cannot rename ${this.partPath} to ${this.opts.destPath}`, e); }
-    this.opts.resume.complete(this.opts.id);
+    return h.digest('hex');
   }
 
   /**
@@ -386,6 +420,7 @@ export class PartFile implements BlockSource {
   }
 
   private reallyClose(): void {
+    if (this.prefix !== null) { this.prefix.stop(); this.prefix = null; }
     if (this.fd < 0) return;
     if (this.dirty) {
       try { this.saveNow(); } catch { /* the fd may be broken; nothing more to do */ }

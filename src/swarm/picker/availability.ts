@@ -54,6 +54,8 @@ export class Availability {
   private readonly levels: number[][] = [];
   /** Index of a candidate within its level, -1 when the piece is not a candidate. */
   private readonly slot: Int32Array;
+  /** No candidate sits in a byte of `candidates` below this one ({@link lowest}'s cursor). */
+  private lowByte = 0;
 
   constructor(pieceCount: number, private readonly rng: () => number) {
     this.counts = new Int32Array(pieceCount);
@@ -71,6 +73,7 @@ export class Availability {
     this.lowerEpoch++;
     this.insert(p, this.counts[p]!);
     this.candidates[p >>> 3] |= 0x80 >>> (p & 7);
+    if (p >>> 3 < this.lowByte) this.lowByte = p >>> 3;
     this.candidateCount++;
   }
 
@@ -144,6 +147,20 @@ export class Availability {
         if (++probes > PROBE_BUDGET) return this.rarestByScan(has, memo);
       }
     }
+    return -1;
+  }
+
+  /**
+   * The candidate with the lowest index; -1 if none. Amortised O(1): candidates mostly leave, and
+   * the cursor only moves back when one is added below it.
+   */
+  lowest(): number {
+    const cand = this.candidates;
+    for (let k = this.lowByte; k < cand.length; k++) {
+      const m = cand[k]!;
+      if (m !== 0) { this.lowByte = k; return k * 8 + Math.clz32(m) - 24; }
+    }
+    this.lowByte = cand.length;
     return -1;
   }
 

@@ -74,6 +74,8 @@ export class Picker {
   private readonly peers = new Map<PeerKey, PeerState>();
   /** The same peers in a dense array, for the per-piece loops (no iterator objects). */
   private readonly peerList: PeerState[] = [];
+  /** Connected peers that lack some piece (counted per piece); 0 when all are seeders. */
+  private sparsePeers = 0;
   /** The last peer looked up: consecutive blocks mostly come from the same peer. */
   private lastPeer: PeerState | undefined;
 
@@ -114,6 +116,7 @@ export class Picker {
       const bf = has === 'none' ? new Bitfield(n) : has.clone();
       ps.has = bf;
       ps.hasBytes = bf.bytes();
+      this.sparsePeers++;
       forEachSet(ps.hasBytes, (p) => this.avail.increment(p));
       const mine = this.haveBf.bytes();
       for (let k = 0; k < mine.length; k++) ps.wanted += popcountByte(ps.hasBytes[k]! & ~mine[k]!);
@@ -137,6 +140,7 @@ export class Picker {
     if (has.full) {
       // Now a seeder: uncount it per piece, which makes next() for it O(1) from here on.
       this.avail.promoteToSeed();
+      this.sparsePeers--;
       ps.has = null;
       ps.hasBytes = null;
     }
@@ -148,7 +152,7 @@ export class Picker {
     if (ps === undefined) return;
     this.releaseAll(ps);
     if (ps.has === null) this.avail.seeds--;
-    else forEachSet(ps.has.bytes(), (p) => this.avail.decrement(p));
+    else { forEachSet(ps.has.bytes(), (p) => this.avail.decrement(p)); this.sparsePeers--; }
     this.peers.delete(peer);
     const list = this.peerList, at = list.indexOf(ps);
     list[at] = list[list.length - 1]!;
@@ -228,7 +232,12 @@ export class Picker {
       i++;
     }
     while (n < max && ps.dryEpoch !== this.freshEpoch) {
-      const p = this.haveBf.count < this.randomFirst ? this.avail.random(has) : this.avail.rarest(has, ps.memo);
+      // Every connected peer a seeder: every piece is equally available and there is nobody to
+      // trade with, so take the lowest index. Verified pieces then form a growing prefix that
+      // the whole-file SHA-256 follows during the transfer (prefix-hash.ts), which took
+      // 1 GiB 3 -> 1 from 2.2-2.4 s to <see the commit> to complete.
+      const p = this.sparsePeers === 0 ? this.avail.lowest()
+        : this.haveBf.count < this.randomFirst ? this.avail.random(has) : this.avail.rarest(has, ps.memo);
       if (p < 0) { ps.dryEpoch = this.freshEpoch; break; }
       this.avail.removeCandidate(p);
       ledger.start(p);
