@@ -77,7 +77,11 @@ describe('swarm between processes', () => {
       writeSync(fd, Buffer.from('CORRUPT!'), 0, 8, piece * p.manifest.pieceLength + 1000 + (piece % 16) * 16384);
     }
     closeSync(fd);
-    const good = [node(seedArgs(p)), node(seedArgs(p))];
+    // The good seeders are throttled so the transfer cannot finish before the unthrottled bad one
+    // has been asked for (and has sent) blocks: on a loaded machine it once connected too late to
+    // be blamed for anything.
+    const slow = ['--max-up', String(6 * 1024 * 1024)];
+    const good = [node(seedArgs(p, slow)), node(seedArgs(p, slow))];
     const bad = node(seedArgs({ ...p, file: badFile }));
     const [g1, g2, b] = await Promise.all([good[0]!.port(), good[1]!.port(), bad.port()]);
     const dest = join(p.dir, 'out.bin');
