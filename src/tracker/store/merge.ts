@@ -234,8 +234,12 @@ export function compareRowKeys(a: { kind: string; key: string }, b: { kind: stri
 
 /** SHA-256 (hex) over all rows in (kind, key) order of `kind \0 key \0 json \n`. */
 export function digestRows(rows: Iterable<RowText>): string {
-  const all = [...rows].sort(compareRowKeys);
+  return digestOrderedRows([...rows].sort(compareRowKeys));
+}
+
+/** {@link digestRows} of rows already in (kind, key) order (a store that can read them so, streamed). */
+export function digestOrderedRows(rows: Iterable<RowText>): string {
   const h = createHash('sha256');
-  for (const r of all) h.update(`${r.kind}\u0000${r.key}\u0000${r.json}\n`, 'utf8');
+  for (const r of rows) h.update(`${r.kind}\u0000${r.key}\u0000${r.json}\n`, 'utf8');
   return h.digest('hex');
 }

@@ -16,7 +16,7 @@
  */
 import Database from 'better-sqlite3';
 import { CoterieError } from '../../common/errors.js';
-import { KEY_SEP, KINDS, digestRows, type Kind, type ValueOf } from './merge.js';
+import { KEY_SEP, KINDS, digestOrderedRows, type Kind, type ValueOf } from './merge.js';
 import { BaseStore, META_ORIGIN, newOriginId, type Change, type Row, type StoreOptions, type VersionVector } from './store.js';
 
 export interface SqliteStoreOptions extends StoreOptions {
@@ -240,10 +240,18 @@ export class SqliteStore extends BaseStore {
     return Object.fromEntries(this.seqs);
   }
 
+  /**
+   * Rows read in (kind, key) order straight from the primary key (BINARY collation on the ASCII
+   * kind, memcmp on the BLOB key: the order digestRows defines) and hashed as they stream by. The
+   * previous read-all-then-sort-in-JS held every row at once (the bench's 100,000 files carry
+   * 329 MiB of base64 manifests: a status call would have more than doubled the tracker's 174 MiB
+   * peak) and compared keys by allocating two Buffers per comparison.
+   */
   digest(): string {
-    const rows = (this.db.prepare('SELECT kind, key, value FROM rows').all() as { kind: Kind; key: Buffer; value: string }[])
-      .map((r) => ({ kind: r.kind, key: r.key.toString('utf8'), json: r.value }));
-    return digestRows(rows);
+    const it = this.db.prepare('SELECT kind, key, value FROM rows ORDER BY kind, key').iterate() as IterableIterator<{ kind: Kind; key: Buffer; value: string }>;
+    return digestOrderedRows((function* () {
+      for (const r of it) yield { kind: r.kind, key: r.key.toString('utf8'), json: r.value };
+    })());
   }
 
   counts(): Record<Kind, number> {
