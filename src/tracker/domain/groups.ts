@@ -22,6 +22,14 @@ import type { Delta } from '../store/store.js';
 import { keys, type Caller, type DomainDeps } from './types.js';
 
 export class Groups {
+  /**
+   * isMember's answer per member row object and claim stamp object. A store with a row cache
+   * (SqliteStore) hands out the same frozen value until the row changes, so this is exact; it
+   * saves the OR-set reading (canonical JSON of every tag), ~2.5 % of the CPU under the bench's
+   * list_files / get_peers load, where every call checks the caller and each sharer.
+   */
+  private readonly memberOf = new WeakMap<object, { claim: Stamp; member: boolean }>();
+
   constructor(private readonly d: DomainDeps) {}
 
   private stamp(): Stamp { return { hlc: this.d.store.clock.now(), origin: this.d.store.origin }; }
@@ -34,7 +42,14 @@ export class Groups {
   }
 
   isMember(group: string, user: string, g: GroupValue = this.get(group)): boolean {
-    return g.owner === user || isMemberValue(this.d.store.get('member', keys.member(group, user)), g.created);
+    if (g.owner === user) return true;
+    const m = this.d.store.get('member', keys.member(group, user));
+    if (m === undefined) return false;
+    const hit = this.memberOf.get(m);
+    if (hit && hit.claim === g.created) return hit.member;
+    const member = isMemberValue(m, g.created);
+    if (Object.isFrozen(m)) this.memberOf.set(m, { claim: g.created, member });
+    return member;
   }
 
   /** The group's row, if `user` is a member; NO_SUCH_GROUP or NOT_MEMBER otherwise. */
