@@ -234,8 +234,9 @@ export class Picker {
     while (n < max && ps.dryEpoch !== this.freshEpoch) {
       // Every connected peer a seeder: every piece is equally available and there is nobody to
       // trade with, so take the lowest index. Verified pieces then form a growing prefix that
-      // the whole-file SHA-256 follows during the transfer (prefix-hash.ts), which took
-      // 1 GiB 3 -> 1 from 2.2-2.4 s to <see the commit> to complete.
+      // the whole-file SHA-256 follows during the transfer (prefix-hash.ts): measured at 1 GiB
+      // 3 -> 1, the time from the last piece verified to complete fell from 0.9-1.4 s to
+      // 0.06-0.1 s (3 runs each, engine level, machine loaded by other work).
       const p = this.sparsePeers === 0 ? this.avail.lowest()
         : this.haveBf.count < this.randomFirst ? this.avail.random(has) : this.avail.rarest(has, ps.memo);
       if (p < 0) { ps.dryEpoch = this.freshEpoch; break; }

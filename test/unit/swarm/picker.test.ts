@@ -66,6 +66,25 @@ describe('Picker geometry', () => {
 });
 
 describe('Picker order', () => {
+  test('only seeders connected: new pieces in index order (the verified prefix grows); a sparse peer brings back random ties', () => {
+    const pk = picker({ pieceCount: 64, randomFirstPieces: 4 });
+    pk.peerJoined(1, 'all');
+    pk.peerJoined(2, 'all');
+    const a = take(pk, 1, 8), b = take(pk, 2, 8);
+    assert.deepEqual([...new Set(a.map((r) => r.piece))], [0, 1]);
+    assert.deepEqual([...new Set(b.map((r) => r.piece))], [2, 3]);
+    deliver(pk, 1, a);
+    deliver(pk, 2, b);
+    // A piece failing goes back to the candidates below the cursor and is taken next.
+    pk.pieceFailed(1);
+    assert.equal(take(pk, 1, 4)[0]!.piece, 1);
+    // A downloader connects: pieces are no longer taken strictly in order.
+    pk.peerJoined(3, 'none');
+    const picked = new Set<number>();
+    for (let i = 0; i < 10; i++) for (const r of take(pk, 1, 4)) picked.add(r.piece);
+    assert.notDeepEqual([...picked].sort((x, y) => x - y), [...picked]);
+  });
+
   test('partial pieces are finished before a new piece is started', () => {
     const pk = picker({ pieceCount: 8, randomFirstPieces: 0 });
     pk.peerJoined(1, 'all');

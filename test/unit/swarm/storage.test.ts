@@ -127,6 +127,37 @@ describe('part file', () => {
     assert.equal(pf.isOpen, false);
   });
 
+  test('prefix hash in a worker: pieces in any order, SHA-256 right, a wrong one still refused', async () => {
+    for (const [name, want, ok] of [['prefix-ok.bin', sha256, true], ['prefix-bad.bin', 'f'.repeat(64), false]] as const) {
+      const dest = join(dir, name);
+      const store = new MemResume();
+      const pf = await PartFile.open({ id: name, manifest, destPath: dest, resume: store, prefixHash: true });
+      // In order first (the worker follows the prefix), then a gap filled last.
+      for (const i of [0, 1, 2, 5, 6, 4, 3, 7, 8, 10, 9]) writePiece(pf, i);
+      if (ok) {
+        await pf.finish(want);
+        assert.deepEqual(readFileSync(dest), data);
+      } else {
+        await assert.rejects(pf.finish(want), (e: Error) => e instanceof IntegrityError);
+        assert.equal(existsSync(dest), false);
+        pf.close();
+      }
+    }
+  });
+
+  test('prefix hash: a resumed .part is hashed from what it already holds; close stops the worker', async () => {
+    const dest = join(dir, 'prefix-resume.bin');
+    const store = new MemResume();
+    const pf = await PartFile.open({ id: 'pr', manifest, destPath: dest, resume: store, prefixHash: true });
+    for (const i of [0, 1, 2, 3]) writePiece(pf, i);
+    pf.close();
+    const pf2 = await PartFile.open({ id: 'pr', manifest, destPath: dest, resume: store, prefixHash: true });
+    assert.equal(pf2.have.count, 4);
+    for (let i = 4; i <= 10; i++) writePiece(pf2, i);
+    await pf2.finish(sha256);
+    assert.deepEqual(readFileSync(dest), data);
+  });
+
   test('finish with a wrong SHA-256: IntegrityError, no complete file', async () => {
     const dest = join(dir, 'badsha.bin');
     const pf = await PartFile.open({ id: 'b', manifest, destPath: dest, resume: new MemResume() });
