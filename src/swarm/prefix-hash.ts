@@ -8,7 +8,11 @@
  * transfer (SHA-1 per piece, decoding, page-cache writes), and SHA-256 on it cost 0.66-0.7 s per
  * GiB after the last piece (1 GiB 3 -> 1: 1.4-1.7 s to every piece verified, 2.2-2.4 s to
  * complete). The seeders on this 2-core machine leave part of the other core idle, which the
- * worker uses. Reading back costs little: the pieces were just written, so the reads are
+ * worker uses; the worker thread runs at nice 19, so it takes only idle CPU time (without that,
+ * under load, it slowed the transfer by 0.5 s per GiB and gained only 7 %). Measured, 1 GiB,
+ * 3 seeders -> 1, engine level, 3 runs each interleaved, load average ~2.8 from other work:
+ * 2.48-2.58 s before, 1.91-2.04 s after (last piece verified to complete: 0.75-0.8 s before,
+ * 0.03-0.08 s after). Reading back costs little: the pieces were just written, so the reads are
  * page-cache copies. The picker fetches pieces in index order when every connected peer is a
  * seeder (see picker NOTES.md), so the prefix grows steadily.
  */
@@ -27,6 +31,10 @@ const CHUNK = 4 * 1024 * 1024;
 const h = createHash('sha256');
 const buf = Buffer.allocUnsafeSlow(CHUNK);
 let fd = -1, pos = 0, failed = null;
+// Lowest CPU priority for this thread only (Linux: a thread's kernel id is a valid target of
+// setpriority), so the hash takes idle CPU time and does not slow the transfer; it catches up
+// at the end, when the transfer no longer needs the CPU.
+try { require('node:os').setPriority(Number(fs.readlinkSync('/proc/thread-self').split('/').pop()), 19); } catch {}
 try { fd = fs.openSync(workerData.path, 'r'); } catch (e) { failed = String(e); }
 function upto(end) {
   while (failed === null && pos < end) {
