@@ -34,7 +34,10 @@ let fd = -1, pos = 0, failed = null;
 // Lowest CPU priority for this thread only (Linux: a thread's kernel id is a valid target of
 // setpriority), so the hash takes idle CPU time and does not slow the transfer; it catches up
 // at the end, when the transfer no longer needs the CPU.
-try { require('node:os').setPriority(Number(fs.readlinkSync('/proc/thread-self').split('/').pop()), 19); } catch {}
+// At the end the download waits on this thread, so it goes back to normal priority (allowed when
+// the process may raise priority; else it stays at 19 and may finish later on a busy machine).
+function nice(n) { try { require('node:os').setPriority(Number(fs.readlinkSync('/proc/thread-self').split('/').pop()), n); } catch {} }
+nice(19);
 try { fd = fs.openSync(workerData.path, 'r'); } catch (e) { failed = String(e); }
 function upto(end) {
   while (failed === null && pos < end) {
@@ -50,6 +53,7 @@ function upto(end) {
   }
 }
 parentPort.on('message', (m) => {
+  if (m.final) nice(0);
   try { upto(m.upto); } catch (e) { failed = String((e && e.stack) || e); }
   if (m.final) {
     try { if (fd >= 0) fs.closeSync(fd); } catch {}
