@@ -33,6 +33,15 @@ export const STALL_MS = 5_000;
 export const REFRESH_MS = 5_000;
 /** When starved (no peer with anything for us), ask for peers again after this long. */
 export const STARVED_REFRESH_MS = 1_000;
+/**
+ * For the first {@link EARLY_WINDOW_MS} of a download, peers are asked for every second instead of
+ * every {@link REFRESH_MS}: in a flash crowd (1 seeder, 8 downloaders starting together) the
+ * downloaders announce themselves at their first verified piece and only learn of each other at
+ * the next refresh; at 5 s they had barely fed each other before the seeder had sent everything.
+ * A get_peers a second for ten seconds is nothing for a tracker.
+ */
+export const EARLY_REFRESH_MS = 1_000;
+export const EARLY_WINDOW_MS = 10_000;
 /** Pipeline depth for a peer that stalled, until it delivers again. */
 const SNUBBED_DEPTH = 4;
 
@@ -100,6 +109,7 @@ export class Download implements TorrentHost, SessionOwner {
   private readonly reqs: BlockRequest[] = [];
   private ticket: string | undefined;
   private lastRefresh = 0;
+  private startedAt = 0;
   private refreshing = false;
   private firstPieceSent = false;
   private refillTimer: NodeJS.Timeout | null = null;
@@ -156,6 +166,7 @@ export class Download implements TorrentHost, SessionOwner {
     this.ctx.register(this);
     this.connect(this.spec.peers);
     this.lastRefresh = this.ctx.clock();
+    this.startedAt = this.lastRefresh;
   }
 
   // ------------------------------------------------------------------------------ peers
@@ -400,7 +411,8 @@ export class Download implements TorrentHost, SessionOwner {
     }
     this.unchoker.tick(now);
     const starved = useful === 0;
-    if (!this.finishing && (now - this.lastRefresh >= REFRESH_MS || (starved && now - this.lastRefresh >= STARVED_REFRESH_MS))) this.refresh(now);
+    const every = starved ? STARVED_REFRESH_MS : now - this.startedAt < EARLY_WINDOW_MS ? EARLY_REFRESH_MS : REFRESH_MS;
+    if (!this.finishing && now - this.lastRefresh >= every) this.refresh(now);
   }
 
   private refresh(now: number): void {
