@@ -13,8 +13,8 @@ import type { Readable, Writable } from 'node:stream';
 import { readTrackerInfo, type Endpoint } from '../common/config.js';
 import { CoterieError, describe } from '../common/errors.js';
 import { fileLogger, type Logger } from '../common/log.js';
-import type { ResumeStore, SwarmEngine } from '../swarm/api.js';
-import { createSwarmEngine } from '../swarm/engine.js';
+import type { SwarmEngine } from '../swarm/api.js';
+import { createSwarmEngine, type SwarmEngineOptions } from '../swarm/engine.js';
 import type { AuthorizeHook } from '../swarm/peer-server.js';
 import { AccessGate } from './access.js';
 import { parseClientArgs, USAGE } from './args.js';
@@ -24,15 +24,6 @@ import { HistoryFile, LocalState } from './local-state.js';
 import { Shell, wantColor } from './shell.js';
 import { TrackerLink } from './tracker-link.js';
 
-/** What the engine factory gets (see src/swarm/engine.ts). */
-export interface EngineOptions {
-  listen: Endpoint;
-  resume: ResumeStore;
-  logger: Logger;
-  maxUploadRate?: number;
-  maxDownloadRate?: number;
-  authorize?: AuthorizeHook;
-}
 
 /** The process's streams and surroundings. */
 export interface ClientIO {
@@ -103,7 +94,7 @@ export async function runClient(argv: readonly string[], io: ClientIO = processI
   if (args.openShare) logger.warn('--open-share: serving every peer, with or without an access ticket');
   let engine: SwarmEngine;
   try {
-    const opts: EngineOptions = { listen: args.peer, resume: state, logger, authorize: args.openShare ? openAccess(logger) : access.authorizeUntil };
+    const opts: SwarmEngineOptions = { listen: args.peer, resume: state, logger, authorize: args.openShare ? openAccess(logger) : access.authorizeUntil };
     if (args.maxUploadRate !== undefined) opts.maxUploadRate = args.maxUploadRate;
     if (args.maxDownloadRate !== undefined) opts.maxDownloadRate = args.maxDownloadRate;
     engine = createSwarmEngine(opts);

@@ -145,3 +145,33 @@ export function downloadArgs(p: Prepared, dest: string, resume: string, peers: n
   return ['download', '--info', p.infoPath, '--sha256', p.sha256, '--dest', dest, '--resume', resume,
     '--peers', peers.map((x) => `127.0.0.1:${x}`).join(','), ...extra];
 }
+
+/**
+ * A test file's swarm fixture: `node()` spawns a driver process and `setup()` prepares a random
+ * file (256 KiB pieces) in a fresh temp dir; `cleanup()` (for the file's `after` hook) kills every
+ * node by PID and removes every dir.
+ */
+export function swarmFixture(): {
+  node(args: string[]): SwarmNode;
+  setup(sizeMiB: number): Promise<Prepared>;
+  cleanup(): Promise<void>;
+} {
+  const nodes = new Set<SwarmNode>();
+  const dirs: Array<() => void> = [];
+  return {
+    node(args) {
+      const n = new SwarmNode(args);
+      nodes.add(n);
+      return n;
+    },
+    async setup(sizeMiB) {
+      const { dir, cleanup } = tempDir();
+      dirs.push(cleanup);
+      return prepareFile(dir, sizeMiB * 1024 * 1024, { pieceLength: 256 * 1024 });
+    },
+    async cleanup() {
+      await killAll(nodes);
+      for (const c of dirs) c();
+    },
+  };
+}

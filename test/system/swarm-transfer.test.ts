@@ -8,28 +8,12 @@ import assert from 'node:assert/strict';
 import { copyFileSync, openSync, writeSync, closeSync } from 'node:fs';
 import { join } from 'node:path';
 import {
-  SwarmNode, downloadArgs, killAll, prepareFile, seedArgs, sha256File, tempDir, type Prepared,
+  downloadArgs, killAll, seedArgs, sha256File, swarmFixture,
 } from '../helpers/swarm.js';
 
-const nodes = new Set<SwarmNode>();
-const dirs: Array<() => void> = [];
-
-function node(args: string[]): SwarmNode {
-  const n = new SwarmNode(args);
-  nodes.add(n);
-  return n;
-}
-
-after(async () => {
-  await killAll(nodes);
-  for (const c of dirs) c();
-});
-
-async function setup(sizeMiB: number): Promise<Prepared> {
-  const { dir, cleanup } = tempDir();
-  dirs.push(cleanup);
-  return prepareFile(dir, sizeMiB * 1024 * 1024, { pieceLength: 256 * 1024 });
-}
+const fx = swarmFixture();
+const { node, setup } = fx;
+after(() => fx.cleanup());
 
 describe('swarm between processes', () => {
   test('three seeders to one downloader, byte-exact, every seeder serving', async () => {
