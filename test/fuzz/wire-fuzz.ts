@@ -12,9 +12,8 @@
  *    in random chunks: only FrameTooLargeError escapes the splitter, and only past its cap; the
  *    validators never throw; chunking never changes the lines; pending bytes stay under the cap.
  *
- *   node dist/test/fuzz/wire-fuzz.js [--iterations N] [--seed S] [--target NAME] [--max-ms MS]
- *
- * Shares the generator, mutator and runner of targets.ts; `npm run fuzz` runs both files.
+ * Shares the generator, mutator and runner of targets.ts; run.ts (`npm run fuzz`) runs these
+ * targets with the others, e.g. `node dist/test/fuzz/run.js --target wire --seed 1`.
  */
 import { createHash } from 'node:crypto';
 import { FrameTooLargeError, ProtocolError } from '../../src/common/errors.js';
@@ -290,45 +289,3 @@ export function rpcStreamTarget(): FuzzTarget {
 export function wireTargets(): FuzzTarget[] {
   return [wireTarget(), extHandshakeTarget(), rpcStreamTarget()];
 }
-
-// ----------------------------------------------------------------------------------- the CLI
-
-function arg(name: string): string | undefined {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? process.argv[i + 1] : undefined;
-}
-
-async function main(): Promise<void> {
-  const num = (name: string, dflt: number): number => {
-    const v = arg(name);
-    const n = v === undefined ? dflt : Number(v);
-    if (!Number.isSafeInteger(n) || n < 0) { console.error(`error: --${name} wants a non-negative integer`); process.exit(2); }
-    return n;
-  };
-  const iterations = num('iterations', 100_000);
-  const seed = num('seed', Date.now() % 2 ** 31);
-  const maxMs = num('max-ms', 1000);
-  const only = arg('target');
-  const targets = wireTargets().filter((t) => !only || t.name === only);
-  if (targets.length === 0) { console.error(`error: no target named ${only}`); process.exit(2); }
-  console.log(`fuzzing ${targets.map((t) => t.name).join(', ')}: ${iterations} inputs each, seed ${seed}`);
-  let failed = false;
-  for (const t of targets) {
-    const heap0 = process.memoryUsage().heapUsed;
-    const start = performance.now();
-    const r = runTarget(t, iterations, seed, maxMs);
-    const secs = (performance.now() - start) / 1000;
-    (globalThis as { gc?: () => void }).gc?.();
-    const growth = (process.memoryUsage().heapUsed - heap0) / 1024 / 1024;
-    console.log(`${r.target.padEnd(14)} tried ${r.tried}  accepted ${r.accepted}  rejected ${r.rejected}  failures ${r.failures.length}  slowest ${r.maxMs.toFixed(1)} ms  heap ${growth >= 0 ? '+' : ''}${growth.toFixed(1)} MiB  (${secs.toFixed(1)} s)`);
-    for (const f of r.failures) {
-      failed = true;
-      console.log(`  FAIL at iteration ${f.iteration}: ${f.message}\n  input (hex): ${f.input}`);
-    }
-  }
-  console.log(`rss ${(process.memoryUsage().rss / 1024 / 1024).toFixed(0)} MiB`);
-  console.log(failed ? 'FAILED' : 'ok');
-  process.exit(failed ? 1 : 0);
-}
-
-if (process.argv[1] && import.meta.url === new URL(`file://${process.argv[1]}`).href) void main();

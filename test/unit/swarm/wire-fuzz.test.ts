@@ -1,6 +1,6 @@
 // The short version of the wire fuzz run (test/fuzz/wire-fuzz.ts; the long one is `npm run fuzz`):
 // a few thousand generated and mutated inputs per target with a fixed seed, so that a failure
-// here is reproducible with `node dist/test/fuzz/wire-fuzz.js --seed 202611 --target NAME`.
+// here is reproducible with `node dist/test/fuzz/run.js --seed 202611 --target NAME`.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { runTarget } from '../../fuzz/targets.js';
