@@ -25,7 +25,7 @@ import {
 } from '../../src/swarm/wire/codec.js';
 import { decodeExtHandshake, MAX_EXT_HANDSHAKE } from '../../src/swarm/wire/extended.js';
 import { ReadBuffer } from '../../src/swarm/wire/read-buffer.js';
-import { FuzzFailure, mutate, randomValue, Rng, runTarget, type FuzzTarget } from './targets.js';
+import { FuzzFailure, mutate, randomValue, Rng, type FuzzTarget } from './targets.js';
 
 // --------------------------------------------------------------------------------------- wire
 
