@@ -41,7 +41,10 @@ export function ensureBuilt(): void {
 /** Command and arguments that start `program` (`tracker` or `client`) with `args`. */
 function command(program: 'tracker' | 'client', args: string[]): [string, string[]] {
   if (process.env['COTERIE_BENCH_DIRECT'] === '1') {
-    return [process.execPath, ['--enable-source-maps', join(REPO_ROOT, 'dist', 'src', program, 'main.js'), ...args]];
+    // COTERIE_BENCH_NODE_FLAGS: extra node flags for profiling, e.g. `--cpu-prof --cpu-prof-dir=DIR`
+    // (node refuses --cpu-prof in NODE_OPTIONS).
+    const extra = (process.env['COTERIE_BENCH_NODE_FLAGS'] ?? '').split(' ').filter(Boolean);
+    return [process.execPath, ['--enable-source-maps', ...extra, join(REPO_ROOT, 'dist', 'src', program, 'main.js'), ...args]];
   }
   return [join(REPO_ROOT, program), args];
 }

@@ -85,7 +85,7 @@ export class PeerServer implements SessionOwner {
 
   listen(): Promise<void> {
     return new Promise((resolve, reject) => {
-      const server = net.createServer({ noDelay: true }, (sock) => this.accept(sock));
+      const server = net.createServer({ noDelay: true, pauseOnConnect: true }, (sock) => this.accept(sock));
       server.once('error', (err) => reject(new CoterieError('IO', `cannot listen on ${formatEndpoint(this.opts.listen)}: ${describe(err)}`, { cause: err })));
       server.listen(this.opts.listen.port, this.opts.listen.host, () => {
         const a = server.address() as net.AddressInfo;
@@ -108,13 +108,13 @@ export class PeerServer implements SessionOwner {
     }
     this.total++;
     this.perAddress.set(ip, n + 1);
-    sock.once('close', () => {
+    const remote = `${ip}:${sock.remotePort ?? 0}`;
+    const { session: s, socket } = adopt(sock, (t) => new PeerSession({ transport: t, owner: this, remote, ...(this.opts.clock ? { clock: this.opts.clock } : {}) }));
+    socket.once('close', () => {
       this.total--;
       const k = (this.perAddress.get(ip) ?? 1) - 1;
       if (k <= 0) this.perAddress.delete(ip); else this.perAddress.set(ip, k);
     });
-    const remote = `${ip}:${sock.remotePort ?? 0}`;
-    const s = adopt(sock, (t) => new PeerSession({ transport: t, owner: this, remote, ...(this.opts.clock ? { clock: this.opts.clock } : {}) }));
     this.pending.add(s);
   }
 
