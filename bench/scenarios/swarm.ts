@@ -15,6 +15,7 @@
  * downloaded file is compared with the source by SHA-1; downloaders quit (log out) and their
  * files are deleted, so no rep's copy serves the next.
  */
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -40,6 +41,12 @@ export interface CoterieSwarmRep {
   seed_cpu_s: number;
   /** From the clock's start to each downloader's `download started` log line (command, get_peers, set-up). */
   start_s: number[];
+  /** Each downloader's last verified piece to complete (whole-file SHA-256 tail, rename), seconds. */
+  tail_s: number[];
+  /** Block bytes each downloader received but could not use (duplicates in endgame, late blocks). */
+  wasted_MiB: number[];
+  /** What each downloader had served to other downloaders when it completed. */
+  uploaded_MiB: number[];
 }
 
 export interface CoterieSwarmResult { reps: CoterieSwarmRep[]; pieceLength: number }
@@ -139,17 +146,24 @@ export async function runCoterieSwarm(shape: SwarmShape, reps: number, o: SwarmO
         const seedCpu0 = seeders.reduce((a, s) => a + processCpuSeconds(s.pid), 0);
         const cpu0 = leechers.map((c) => processCpuSeconds(c.pid));
         // ---- timed window starts
+        // COTERIE_BENCH_ON_START: a shell command started (detached) with the clock, e.g. a
+        // system-wide `perf record` over the transfer; it gets the downloaders' PIDs in $LEECH_PIDS.
+        const hook = process.env['COTERIE_BENCH_ON_START'];
+        if (hook) spawn('sh', ['-c', hook], { stdio: 'ignore', detached: true, env: { ...process.env, LEECH_PIDS: leechers.map((c) => c.pid).join(' ') } }).unref();
         const t0 = Date.now();
         for (const [j, c] of leechers.entries()) c.send(`download_file ${GROUP} ${FILE} ${dests[j]}`);
         const ends = await Promise.all(leechers.map(async (c) => {
           let started = NaN;
+          let done: Record<string, unknown> = {};
           const l = await c.waitLog((x) => {
             if (x.msg === 'download started') started = x.time;
+            if (x.msg === 'download complete') done = x as Record<string, unknown>;
             return x.msg === 'download complete' ? 'ok' : x.msg === 'download failed' || x.msg === 'download crashed' ? 'fail' : undefined;
           }, repTimeoutMs);
           const mem = processMemory(c.pid);
           const cpu = processCpuSeconds(c.pid);
-          return { t: l.time, started, mem, cpu };
+          const num = (k: string): number => (typeof done[k] === 'number' ? done[k] as number : NaN);
+          return { t: l.time, started, mem, cpu, tailMs: num('tailMs'), wasted: num('wastedBytes'), uploaded: num('uploadedBytes') };
         }));
         // ---- timed window ends (at the last `time` above)
         const seedCpu = seeders.reduce((a, s) => a + processCpuSeconds(s.pid), 0) - seedCpu0;
@@ -161,11 +175,15 @@ export async function runCoterieSwarm(shape: SwarmShape, reps: number, o: SwarmO
           leech_cpu_s: ends.map((e, j) => e.cpu - cpu0[j]!),
           seed_cpu_s: seedCpu,
           start_s: ends.map((e) => (e.started - t0) / 1000),
+          tail_s: ends.map((e) => e.tailMs / 1000),
+          wasted_MiB: ends.map((e) => e.wasted / MiB),
+          uploaded_MiB: ends.map((e) => e.uploaded / MiB),
         };
         results.push(r);
         note(`coterie ${tag} rep ${rep + 1}/${reps}: wall_s=${r.wall_s.toFixed(2)} MBps=${(shape.size / r.wall_s / 1e6).toFixed(0)} ` +
           `leech_cpu_s=${r.leech_cpu_s.map((x) => x.toFixed(2)).join('/')} seed_cpu_s=${seedCpu.toFixed(2)} ` +
-          `start_s=${r.start_s.map((x) => x.toFixed(2)).join('/')} hwm_MiB=${r.leech_hwm_MiB.map((x) => x.toFixed(0)).join('/')} verify=${verify ? 'ok' : 'MISMATCH'}`);
+          `start_s=${r.start_s.map((x) => x.toFixed(2)).join('/')} tail_s=${r.tail_s.map((x) => x.toFixed(2)).join('/')} ` +
+          `up_MiB=${r.uploaded_MiB.map((x) => x.toFixed(0)).join('/')} wasted_MiB=${r.wasted_MiB.map((x) => x.toFixed(1)).join('/')} hwm_MiB=${r.leech_hwm_MiB.map((x) => x.toFixed(0)).join('/')} verify=${verify ? 'ok' : 'MISMATCH'}`);
         if (!verify) throw new Error(`coterie ${tag}: a downloaded file does not match the source`);
       } finally {
         await Promise.all(leechers.map((c) => c.quit()));
