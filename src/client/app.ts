@@ -97,6 +97,9 @@ export async function runClient(argv: readonly string[], io: ClientIO = processI
     const opts: SwarmEngineOptions = { listen: args.peer, resume: state, logger, authorize: args.openShare ? openAccess(logger) : access.authorizeUntil };
     if (args.maxUploadRate !== undefined) opts.maxUploadRate = args.maxUploadRate;
     if (args.maxDownloadRate !== undefined) opts.maxDownloadRate = args.maxDownloadRate;
+    // Hidden benchmark knob: COTERIE_WRITE_MODE=sync|async picks how verified pieces are written.
+    const wm = process.env['COTERIE_WRITE_MODE'];
+    if (wm === 'sync' || wm === 'async') opts.writeMode = wm;
     engine = createSwarmEngine(opts);
     await engine.listen();
   } catch (err) {
