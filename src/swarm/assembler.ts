@@ -16,7 +16,8 @@
 import { createHash } from 'node:crypto';
 import type { Manifest } from './api.js';
 import type { BlockRequest, PeerKey, Picker } from './picker/index.js';
-import { BufferPool, MAX_ASYNC_WRITES, type PartFile } from './storage.js';
+import { BufferPool } from './buffer-pool.js';
+import { MAX_ASYNC_WRITES, type PartFile } from './storage.js';
 import { MAX_UNVERIFIED_BYTES } from './limits.js';
 
 /**

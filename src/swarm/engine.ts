@@ -16,7 +16,7 @@ import { PeerServer, type AuthorizeHook, type TorrentHost } from './peer-server.
 import { bucketFor, monotonicMs, type Clock } from './rate-limit.js';
 import { SeedHost } from './seed-host.js';
 import { makePeerId, type PeerSession } from './session.js';
-import { FdCache } from './storage.js';
+import { FdCache } from './seed-files.js';
 import { MAX_OPEN_SEED_FILES } from './limits.js';
 
 export type { AuthorizeHook, AuthorizeRequest, AuthorizeResult } from './peer-server.js';

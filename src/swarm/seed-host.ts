@@ -9,7 +9,7 @@ import type { Manifest } from './api.js';
 import { Bitfield } from './bitfield.js';
 import type { TorrentHost } from './peer-server.js';
 import type { PeerSession, SessionOwner, SessionTorrent } from './session.js';
-import { FdCache, SeedSource } from './storage.js';
+import { FdCache, SeedSource } from './seed-files.js';
 import type { TokenBucket } from './rate-limit.js';
 import { Unchoker } from './unchoker.js';
 import { Uploader, type BlockSource } from './uploader.js';

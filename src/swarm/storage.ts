@@ -1,8 +1,7 @@
 /**
- * Disk I/O of the swarm: positional reads of seeded files through a bounded cache of open file
- * descriptors, the `<dest>.part` file of a download (one synchronous positional write per
- * verified piece, resume state, the final whole-file SHA-256 check and rename), and a pool of
- * piece buffers.
+ * A download's data on disk: the `<dest>.part` file (one synchronous positional write per
+ * verified piece, resume state, the final whole-file SHA-256 check and rename). Seeded files are
+ * read through seed-files.ts; piece buffers come from buffer-pool.ts.
  *
  * Why synchronous I/O on the event loop: PERF-NOTES measured one `writeSync` per verified piece
  * at 850 MB/s against 754 MB/s for asynchronous writes through the thread pool and 388 MB/s for
@@ -12,6 +11,7 @@
 import { createHash } from 'node:crypto';
 import * as nodeFs from 'node:fs';
 import { CoterieError, IntegrityError } from '../common/errors.js';
+import { ioError, readvExact } from './file-io.js';
 import type { Manifest, ResumeStore } from './api.js';
 import { Bitfield } from './bitfield.js';
 import type { BlockSource } from './uploader.js';
@@ -20,129 +20,6 @@ import { PREFIX_HASH_MIN_BYTES, PrefixHasher } from './prefix-hash.js';
 
 /** Reads per chunk when streaming a whole file (SHA-256 check, resume re-hash). */
 const STREAM_CHUNK = 4 * 1024 * 1024;
-
-function ioError(what: string, e: unknown): CoterieError {
-  const code = (e as { code?: string } | undefined)?.code;
-  const hint = code === 'ENOSPC' ? ' (disk full)' : code === 'EACCES' || code === 'EPERM' || code === 'EROFS' ? ' (not writable)'
-    : code === 'ENOENT' || code === 'ENOTDIR' ? ' (no such directory)' : '';
-  return new CoterieError('IO', `${what}${code ? `: ${code}` : ''}${hint}`, { cause: e });
-}
-
-// --------------------------------------------------------------------------- buffer pool
-
-/**
- * Free piece buffers of one size. Buffers are taken when a piece's first block arrives and given
- * back after its write, so the pool holds at most the peak number of pieces in flight (memory
- * flat in the file size). Reuse matters: first touch of fresh memory is slow on this VM.
- */
-export class BufferPool {
-  private readonly free: Buffer[] = [];
-  /** Buffers handed out and not yet returned. */
-  out = 0;
-
-  constructor(readonly size: number, private readonly maxFree = 64) {}
-
-  take(): Buffer {
-    this.out++;
-    return this.free.pop() ?? Buffer.allocUnsafeSlow(this.size);
-  }
-
-  give(b: Buffer): void {
-    this.out--;
-    if (b.length === this.size && this.free.length < this.maxFree) this.free.push(b);
-  }
-
-  /** Drops the free buffers (the download is over). */
-  drain(): void { this.free.length = 0; }
-}
-
-// ------------------------------------------------------------------------ read-only files
-
-/**
- * A bounded LRU of read-only file descriptors for seeded files, so that sharing thousands of
- * files does not hold thousands of descriptors. All use is synchronous, so an evicted descriptor
- * is never in use.
- */
-export class FdCache {
-  private readonly fds = new Map<string, number>();
-
-  constructor(private readonly max = 64) {}
-
-  /** An open descriptor for `path`; with `expectSize`, an IO error if the file's size differs. */
-  get(path: string, expectSize?: number): number {
-    const fd = this.fds.get(path);
-    if (fd !== undefined) {
-      // Re-insert: Map iteration order is insertion order, so the first key is the LRU one.
-      this.fds.delete(path);
-      this.fds.set(path, fd);
-      return fd;
-    }
-    let nfd: number;
-    try { nfd = nodeFs.openSync(path, 'r'); } catch (e) { throw ioError(`cannot open ${path}`, e); }
-    if (expectSize !== undefined) {
-      const size = nodeFs.fstatSync(nfd).size;
-      if (size !== expectSize) {
-        nodeFs.closeSync(nfd);
-        throw new CoterieError('IO', `${path} is ${size} bytes, but ${expectSize} were shared: the file changed`);
-      }
-    }
-    this.fds.set(path, nfd);
-    while (this.fds.size > this.max) {
-      const [k, v] = this.fds.entries().next().value as [string, number];
-      this.fds.delete(k);
-      try { nodeFs.closeSync(v); } catch { /* ignore */ }
-    }
-    return nfd;
-  }
-
-  drop(path: string): void {
-    const fd = this.fds.get(path);
-    if (fd === undefined) return;
-    this.fds.delete(path);
-    try { nodeFs.closeSync(fd); } catch { /* ignore */ }
-  }
-
-  closeAll(): void {
-    for (const p of [...this.fds.keys()]) this.drop(p);
-  }
-}
-
-/** Reads exactly `total` bytes into `views` from `position`, or throws. */
-function readvExact(fd: number, views: Buffer[], position: number, total: number, what: string): void {
-  let got: number;
-  try { got = nodeFs.readvSync(fd, views, position); } catch (e) { throw ioError(`cannot read ${what}`, e); }
-  if (got === total) return;
-  // A short read from a regular file means it ended early; finish view by view to be sure.
-  let pos = position + got;
-  let skip = got;
-  for (const v of views) {
-    if (skip >= v.length) { skip -= v.length; continue; }
-    let off = skip;
-    skip = 0;
-    while (off < v.length) {
-      let n: number;
-      try { n = nodeFs.readSync(fd, v, off, v.length - off, pos); } catch (e) { throw ioError(`cannot read ${what}`, e); }
-      if (n === 0) throw new CoterieError('IO', `${what} is shorter than its manifest says: the file changed`);
-      off += n; pos += n;
-    }
-  }
-}
-
-/** A complete shared file, served by positional reads. */
-export class SeedSource implements BlockSource {
-  readonly pieceLength: number;
-
-  constructor(readonly path: string, readonly manifest: Manifest, private readonly cache: FdCache) {
-    this.pieceLength = manifest.pieceLength;
-  }
-
-  has(piece: number): boolean { return piece >= 0 && piece < this.manifest.pieceCount; }
-
-  readBlocks(views: Buffer[], position: number, total: number): void {
-    const fd = this.cache.get(this.path, this.manifest.length);
-    readvExact(fd, views, position, total, this.path);
-  }
-}
 
 // ------------------------------------------------------------------------------ part file
 

@@ -7,7 +7,9 @@ import { join } from 'node:path';
 import { CoterieError, IntegrityError } from '../../../src/common/errors.js';
 import type { Manifest, ResumeStore } from '../../../src/swarm/api.js';
 import { buildManifest } from '../../../src/swarm/manifest.js';
-import { BufferPool, FdCache, PartFile, SeedSource } from '../../../src/swarm/storage.js';
+import { BufferPool } from '../../../src/swarm/buffer-pool.js';
+import { FdCache, SeedSource } from '../../../src/swarm/seed-files.js';
+import { PartFile } from '../../../src/swarm/storage.js';
 
 const PL = 32 * 1024;
 
