@@ -17,31 +17,25 @@
  * While a session is open the link sends a heartbeat every `heartbeatIntervalMs` and right after
  * every (re)connection, so the tracker holding the connection keeps this client's presence lease.
  * Timers and the socket factory are injected for tests.
+ *
+ * This file owns the per-call policy (validation, one try per tracker, retries, reconciling),
+ * request ids and call timeouts, and the session with its heartbeats. Which tracker is in use and
+ * the connection to it live in `tracker-failover.ts`; one connection's framing and pending
+ * answers in `tracker-connection.ts`.
  */
-import { connect as netConnect, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { CoterieError, describe, type ErrorCode } from '../common/errors.js';
 import { formatEndpoint, type Endpoint } from '../common/config.js';
 import type { Logger } from '../common/log.js';
 import {
-  encodeLine, LineDecoder, MAX_LINE_BYTES, ops, responseSchema,
+  encodeLine, MAX_LINE_BYTES, ops,
   type OpArgs, type OpName, type OpResult, type Response, type ShareRef,
 } from '../protocol/rpc.js';
 import { RETRY_POLICIES, type ReconcileContext } from './retry-policy.js';
+import { realTimers, TrackerFailure, type Connection, type Timers } from './tracker-connection.js';
+import { TrackerFailover } from './tracker-failover.js';
 
-/** Timer functions, injectable so tests can drive heartbeats without waiting. */
-export interface Timers {
-  setTimeout(fn: () => void, ms: number): unknown;
-  clearTimeout(handle: unknown): void;
-  setInterval(fn: () => void, ms: number): unknown;
-  clearInterval(handle: unknown): void;
-}
-
-export const realTimers: Timers = {
-  setTimeout: (fn, ms) => setTimeout(fn, ms),
-  clearTimeout: (h) => clearTimeout(h as NodeJS.Timeout),
-  setInterval: (fn, ms) => setInterval(fn, ms),
-  clearInterval: (h) => clearInterval(h as NodeJS.Timeout),
-};
+export { realTimers, type Timers } from './tracker-connection.js';
 
 /** Anything that can make tracker calls: the link, or an in-memory stand-in in tests. */
 export interface RpcCaller {
@@ -72,71 +66,6 @@ export interface TrackerLinkOptions {
 /** An open session: the token the trackers gave, and what is needed to renew it. */
 interface Session { user: string; token: string; password: string }
 
-/** A tracker failed during a call; `written` says whether the request may have reached it. */
-class TrackerFailure extends Error {
-  constructor(message: string, readonly written: boolean, readonly endpoint: Endpoint) { super(message); }
-}
-
-interface Pending { resolve: (r: Response) => void; reject: (e: TrackerFailure) => void }
-
-/** One TCP connection to one tracker. Fails as a whole: a failure rejects every call on it. */
-class Connection {
-  readonly pending = new Map<number, Pending>();
-  closed = false;
-  private readonly decoder = new LineDecoder(MAX_LINE_BYTES);
-
-  constructor(
-    readonly index: number,
-    readonly endpoint: Endpoint,
-    private readonly socket: Socket,
-    private readonly onFail: (conn: Connection, why: string) => void,
-    private readonly logger: Logger | undefined,
-  ) {
-    socket.on('data', (b: Buffer) => this.onData(b));
-    socket.on('error', (e) => this.fail(`connection error: ${e.message}`));
-    socket.on('close', () => this.fail('connection closed by the tracker'));
-  }
-
-  /** Writes one request; false if the connection is already gone (nothing was written). */
-  write(line: string): boolean {
-    if (this.closed) return false;
-    this.socket.write(line);
-    return true;
-  }
-
-  fail(why: string): void {
-    if (this.closed) return;
-    this.closed = true;
-    this.socket.destroy();
-    const err = new TrackerFailure(why, true, this.endpoint);
-    for (const p of this.pending.values()) p.reject(err);
-    this.pending.clear();
-    this.onFail(this, why);
-  }
-
-  private onData(chunk: Buffer): void {
-    let lines: string[];
-    try { lines = this.decoder.push(chunk); } catch (e) { this.fail(describe(e)); return; }
-    for (const line of lines) {
-      if (this.closed) return;
-      let raw: unknown;
-      try { raw = JSON.parse(line); } catch { this.fail('the tracker sent a line that is not JSON'); return; }
-      // Server pushes carry no id; the client does not need any of them yet.
-      if (typeof raw !== 'object' || raw === null || typeof (raw as { id?: unknown }).id !== 'number') {
-        this.logger?.debug({ tracker: formatEndpoint(this.endpoint) }, 'ignoring a tracker push');
-        continue;
-      }
-      const parsed = responseSchema.safeParse(raw);
-      if (!parsed.success) { this.fail('the tracker sent a malformed response'); return; }
-      const res = parsed.data as Response;
-      const p = this.pending.get(res.id);
-      if (!p) continue; // an answer to a call already given up on
-      this.pending.delete(res.id);
-      p.resolve(res);
-    }
-  }
-}
-
 const KNOWN_CODES = new Set<string>([
   'BAD_REQUEST', 'TOO_LARGE', 'UNKNOWN_OP', 'INTERNAL', 'UNAVAILABLE', 'RATE_LIMITED',
   'UNAUTHENTICATED', 'WRONG_PASSWORD', 'NO_SUCH_USER', 'USER_EXISTS', 'ALREADY_LOGGED_IN',
@@ -154,15 +83,10 @@ function remoteError(e: { code: string; message: string }): CoterieError {
 
 /** See the module comment. */
 export class TrackerLink implements RpcCaller {
-  private readonly trackers: Endpoint[];
+  private readonly failover: TrackerFailover;
   private readonly timers: Timers;
-  private readonly connectTimeoutMs: number;
   private readonly callTimeoutMs: number;
   private readonly heartbeatIntervalMs: number;
-  private readonly connectFn: (e: Endpoint) => Socket;
-  private index = 0;
-  private conn: Connection | null = null;
-  private connecting: Promise<Connection> | null = null;
   private nextId = 1;
   private session: Session | null = null;
   private heartbeatTimer: unknown = null;
@@ -173,16 +97,24 @@ export class TrackerLink implements RpcCaller {
 
   constructor(private readonly opts: TrackerLinkOptions) {
     if (opts.trackers.length === 0) throw new CoterieError('NO_TRACKER', 'no tracker to connect to');
-    this.trackers = opts.trackers;
     this.timers = opts.timers ?? realTimers;
-    this.connectTimeoutMs = opts.connectTimeoutMs ?? 1000;
     this.callTimeoutMs = opts.callTimeoutMs ?? 5000;
     this.heartbeatIntervalMs = opts.heartbeatIntervalMs ?? 5000;
-    this.connectFn = opts.connect ?? ((e) => netConnect({ host: e.host, port: e.port }));
+    this.failover = new TrackerFailover({
+      trackers: opts.trackers,
+      timers: this.timers,
+      connectTimeoutMs: opts.connectTimeoutMs ?? 1000,
+      connect: opts.connect,
+      logger: opts.logger,
+      // A new tracker holds our presence from now on: tell it at once.
+      onConnected: () => { if (this.session && !this.heartbeatInFlight) void this.heartbeatNow(); },
+      // The connection died on its own: reconnect now if logged in.
+      onLost: () => { if (this.session) this.timers.setTimeout(() => { void this.heartbeatNow(); }, 0); },
+    });
   }
 
   /** The tracker in use (or about to be tried). */
-  get currentTracker(): Endpoint { return this.trackers[this.index]!; }
+  get currentTracker(): Endpoint { return this.failover.current; }
 
   /** The logged-in user, if a session is open. */
   get user(): string | undefined { return this.session?.user; }
@@ -246,8 +178,7 @@ export class TrackerLink implements RpcCaller {
   close(): void {
     this.closed = true;
     this.stopHeartbeats();
-    this.conn?.fail('link closed');
-    this.conn = null;
+    this.failover.close();
   }
 
   // ------------------------------------------------------------------ internals
@@ -306,13 +237,13 @@ export class TrackerLink implements RpcCaller {
     const policy = RETRY_POLICIES[op];
     let ambiguous = false;
     const failures: string[] = [];
-    for (let attempt = 0; attempt < this.trackers.length; attempt++) {
+    for (let attempt = 0; attempt < this.failover.trackers.length; attempt++) {
       const token = spec.auth ? (tokenOverride ?? this.session?.token) : undefined;
       if (spec.auth && token === undefined) throw new CoterieError('NOT_LOGGED_IN', 'not logged in');
       let res: Response;
       let conn: Connection | null = null;
       try {
-        conn = await this.connection();
+        conn = await this.failover.connection();
         res = await this.send(conn, op, checked.data, token);
       } catch (err) {
         if (!(err instanceof TrackerFailure)) throw err;
@@ -352,7 +283,7 @@ export class TrackerLink implements RpcCaller {
       }
       throw err;
     }
-    const tried = this.trackers.map(formatEndpoint).join(', ');
+    const tried = this.failover.trackers.map(formatEndpoint).join(', ');
     this.opts.logger?.warn({ op, failures }, 'no tracker reachable');
     throw new CoterieError('NO_TRACKER', `no tracker is reachable (tried ${tried}); check that the trackers are running`);
   }
@@ -386,62 +317,5 @@ export class TrackerLink implements RpcCaller {
         reject(new TrackerFailure('connection closed before the request was sent', false, conn.endpoint));
       }
     });
-  }
-
-  /** The open connection, or a new one to the current tracker. */
-  private connection(): Promise<Connection> {
-    if (this.conn && !this.conn.closed) return Promise.resolve(this.conn);
-    if (this.connecting) return this.connecting;
-    const index = this.index;
-    const endpoint = this.trackers[index]!;
-    this.connecting = new Promise<Connection>((resolve, reject) => {
-      const giveUp = (why: string): void => {
-        if (this.index === index) this.index = (index + 1) % this.trackers.length;
-        reject(new TrackerFailure(why, false, endpoint));
-      };
-      let socket: Socket;
-      try { socket = this.connectFn(endpoint); } catch (e) { giveUp(describe(e)); return; }
-      let settled = false;
-      const timer = this.timers.setTimeout(() => {
-        if (settled) return;
-        settled = true;
-        socket.destroy();
-        giveUp(`could not connect within ${this.connectTimeoutMs} ms`);
-      }, this.connectTimeoutMs);
-      socket.once('error', (e) => {
-        if (settled) return;
-        settled = true;
-        this.timers.clearTimeout(timer);
-        socket.destroy();
-        giveUp(`could not connect: ${e.message}`);
-      });
-      socket.once('connect', () => {
-        if (settled) return;
-        settled = true;
-        this.timers.clearTimeout(timer);
-        socket.setNoDelay(true);
-        const conn = new Connection(index, endpoint, socket, (c, why) => this.onConnectionFailed(c, why), this.opts.logger);
-        if (this.closed) { conn.fail('link closed'); reject(new TrackerFailure('link closed', false, endpoint)); return; }
-        this.conn = conn;
-        this.opts.logger?.info({ tracker: formatEndpoint(endpoint) }, 'connected to tracker');
-        resolve(conn);
-        // A new tracker holds our presence from now on: tell it at once.
-        if (this.session && !this.heartbeatInFlight) void this.heartbeatNow();
-      });
-    });
-    const p = this.connecting;
-    const clear = (): void => { if (this.connecting === p) this.connecting = null; };
-    p.then(clear, clear);
-    return p;
-  }
-
-  /** A connection died on its own (not during a call): move on, and reconnect now if logged in. */
-  private onConnectionFailed(conn: Connection, why: string): void {
-    if (this.conn !== conn) return;
-    this.conn = null;
-    if (this.closed) return;
-    if (this.index === conn.index) this.index = (conn.index + 1) % this.trackers.length;
-    this.opts.logger?.warn({ tracker: formatEndpoint(conn.endpoint), why }, 'lost the tracker connection');
-    if (this.session) this.timers.setTimeout(() => { void this.heartbeatNow(); }, 0);
   }
 }
