@@ -7,14 +7,13 @@
  * cap (answered TOO_LARGE first), more than `maxBadLines` malformed lines, more than
  * `maxQueued` requests buffered, a peer that stops reading our answers. A request that cannot be
  * parsed far enough to know its id is answered with id -1 ({@link NO_ID}).
- * Limits on connections: per remote address and in total, and new connections per second per
- * address; a connection that sends nothing for `idleMs` is closed unless it holds a live session
- * (clients with a session heartbeat anyway). Requests per second per address (all its connections
- * together): past the rate, its requests wait their turn ({@link AddressLimiter}), so a flooding
- * address slows itself down and cannot starve the others. Partial lines: a line must be complete
- * within `lineTimeoutMs` of its first byte (a client sends a whole line at once; a slow drip is a
- * slowloris), and all connections together may hold at most `maxBufferedBytes` of partial lines
- * (2,048 connections x a 1 MiB line would be 2 GiB); the connection that goes over is closed.
+ * Connections per address and in total, and requests per second per address, are admitted and
+ * paced by {@link Admission} (admission.ts). A connection that sends nothing for `idleMs` is
+ * closed unless it holds a live session (clients with a session heartbeat anyway). Partial lines:
+ * a line must be complete within `lineTimeoutMs` of its first byte (a client sends a whole line at
+ * once; a slow drip is a slowloris), and all connections together may hold at most
+ * `maxBufferedBytes` of partial lines (2,048 connections x a 1 MiB line would be 2 GiB); the
+ * connection that goes over is closed.
  * A dispatcher failure that is not a CoterieError is logged with context and answered INTERNAL.
  */
 import { createServer, type Server, type Socket } from 'node:net';
@@ -23,7 +22,7 @@ import type { Logger } from '../common/log.js';
 import {
   encodeLine, isOpName, LineDecoder, MAX_LINE_BYTES, parseArgs, parseRequest, type OpName, type Response,
 } from '../protocol/rpc.js';
-import { AddressLimiter } from './address-limiter.js';
+import { Admission } from './admission.js';
 import type { ConnContext } from './handlers.js';
 import { isReplicationHello } from './replication/wire.js';
 
@@ -122,14 +121,10 @@ export class RpcServer {
   private readonly limits: ServerLimits;
   private readonly server: Server;
   private readonly conns = new Set<Conn>();
-  private readonly perAddress = new Map<string, number>();
   private nextId = 1;
   private sweeper: NodeJS.Timeout | null = null;
   private linkHandler: LinkHandler | null = null;
-  private readonly requestLimiter: AddressLimiter;
-  private readonly connectLimiter: AddressLimiter;
-  /** Addresses currently being slowed down, so the log says so once per episode, not per request. */
-  private readonly throttled = new Set<string>();
+  private readonly admission: Admission;
   /** Bytes of partial lines held over all connections (sum of `Conn.held`). */
   private buffered = 0;
   /** Sockets we hung up on that have not closed yet. */
@@ -137,8 +132,7 @@ export class RpcServer {
 
   constructor(private readonly opts: RpcServerOptions) {
     this.limits = { ...DEFAULT_LIMITS, ...opts.limits };
-    this.requestLimiter = new AddressLimiter({ ratePerSecond: this.limits.requestsPerSecondPerAddress, burst: this.limits.requestBurstPerAddress });
-    this.connectLimiter = new AddressLimiter({ ratePerSecond: this.limits.connectionsPerSecondPerAddress, burst: this.limits.connectionBurstPerAddress });
+    this.admission = new Admission(this.limits, opts.logger);
     // allowHalfOpen: a client may send its requests and shut its side; we still answer them all.
     this.server = createServer({ noDelay: true, allowHalfOpen: true }, (s) => this.accept(s));
     this.server.on('error', (err) => opts.logger.error({ err: describe(err) }, 'server socket error'));
@@ -177,16 +171,13 @@ export class RpcServer {
   private accept(socket: Socket): void {
     const remote = socket.remoteAddress ?? 'unknown';
     socket.on('error', () => { /* reset by peer etc.: 'close' follows and cleans up */ });
-    const n = this.perAddress.get(remote) ?? 0;
-    if (this.conns.size >= this.limits.maxConns || n >= this.limits.maxConnsPerAddress || !this.connectLimiter.tryTake(remote, Date.now())) {
-      this.opts.logger.warn({ remote, total: this.conns.size, fromAddress: n }, 'connection refused: too many connections');
+    if (!this.admission.admit(remote, this.conns.size)) {
       socket.end(encodeLine({ id: NO_ID, ok: false, error: { code: 'RATE_LIMITED', message: 'too many connections; try again later' } }));
       setTimeout(() => socket.destroy(), 1000).unref();
       this.closing.add(socket);
       socket.once('close', () => this.closing.delete(socket));
       return;
     }
-    this.perAddress.set(remote, n + 1);
     const conn: Conn = {
       ctx: { connId: this.nextId++, remote, hasSession: false },
       socket, decoder: new LineDecoder(this.limits.maxLineBytes), queue: [], busy: false, badLines: 0,
@@ -234,8 +225,7 @@ export class RpcServer {
     conn.closed = true;
     this.setHeld(conn, 0);
     this.conns.delete(conn);
-    const n = (this.perAddress.get(conn.ctx.remote) ?? 1) - 1;
-    if (n <= 0) this.perAddress.delete(conn.ctx.remote); else this.perAddress.set(conn.ctx.remote, n);
+    this.admission.release(conn.ctx.remote);
     conn.queue = [];
     try { this.opts.onClose?.(conn.ctx); }
     catch (err) { this.opts.logger.error({ err: describe(err), conn: conn.ctx.connId }, 'onClose hook failed'); }
@@ -320,7 +310,7 @@ export class RpcServer {
         const item = conn.queue.shift()!;
         // Only an address over its rate waits here; otherwise the loop stays synchronous up to the
         // handler, so answers to malformed lines go out before a hang-up that follows them.
-        const wait = this.paceWait(conn.ctx.remote);
+        const wait = this.admission.paceWait(conn.ctx.remote);
         if (wait > 0) {
           await this.sleepUnlessClosed(conn, wait);
           if (conn.closed) break;
@@ -340,21 +330,6 @@ export class RpcServer {
       conn.busy = false;
     }
     if (!conn.closed && conn.socket.readableEnded) conn.socket.end();
-  }
-
-  /** Milliseconds this address must wait before its next request is handled (0: go ahead). See {@link AddressLimiter}. */
-  private paceWait(remote: string): number {
-    const wait = this.requestLimiter.take(remote, Date.now());
-    if (wait <= 0) {
-      if (this.throttled.size > 0) this.throttled.delete(remote);
-      return 0;
-    }
-    if (!this.throttled.has(remote)) {
-      if (this.throttled.size >= 10_000) this.throttled.clear();
-      this.throttled.add(remote);
-      this.opts.logger.warn({ remote, waitMs: wait }, 'address over its request rate: slowing it down');
-    }
-    return wait;
   }
 
   private sleepUnlessClosed(conn: Conn, ms: number): Promise<void> {
