@@ -8,7 +8,9 @@
  * both sides support it), choke/interest state both ways, the peer's pieces, rate meters, the
  * timeouts (handshake 10 s, idle 120 s) and keep-alives (60 s), driven by {@link PeerSession.tick}
  * with an injected clock. It calls up into a {@link SessionOwner} it does not own (as syncthing's
- * protocol calls its model). It never decides what to request or whom to unchoke.
+ * protocol calls its model). It never decides what to request or whom to unchoke; the requests in
+ * flight (and the frames that change them) are kept by its {@link RequestPipeline}. The contract
+ * types (transport, torrent, owner) live in `session-types.ts` and are re-exported here.
  *
  * Lifecycle: 'handshake' -> (incoming only, when the peer supports BEP 10) 'ext' -> 'active' ->
  * 'closed'. Any ProtocolError while parsing closes the session (grounds for disconnect); the
@@ -18,73 +20,22 @@ import { randomBytes } from 'node:crypto';
 import { CoterieError, ProtocolError } from '../common/errors.js';
 import { Bitfield } from './bitfield.js';
 import {
-  BLOCK_SIZE, CHOKE, INTERESTED, KEEP_ALIVE, NOT_INTERESTED, UNCHOKE, encodeBitfield, encodeCancel, encodeExtended, encodeHandshake,
-  encodeHave, writeRequest, REQUEST_FRAME_LENGTH, WireDecoder,
-  type BlockRef, type Geometry, type Handshake, type WireHandler,
+  CHOKE, INTERESTED, KEEP_ALIVE, NOT_INTERESTED, UNCHOKE, encodeBitfield, encodeExtended, encodeHandshake, encodeHave, WireDecoder,
+  type BlockRef, type Handshake, type WireHandler,
 } from './wire/codec.js';
 import { decodeExtHandshake, encodeExtHandshake, type ExtHandshake } from './wire/extended.js';
 import { ReadBuffer } from './wire/read-buffer.js';
 import { RateMeter, monotonicMs, type Clock } from './rate-limit.js';
+import { RequestPipeline } from './request-pipeline.js';
+import type { SessionOptions, SessionOwner, SessionState, SessionTorrent, SessionTransport } from './session-types.js';
 import type { Uploader } from './uploader.js';
 import {
   HANDSHAKE_TIMEOUT_MS, IDLE_TIMEOUT_MS, KEEPALIVE_MS, MAX_PIPELINE, MAX_REQUESTS_WHILE_CHOKED, MAX_UNREQUESTED_BYTES,
 } from './limits.js';
 
 export { HANDSHAKE_TIMEOUT_MS, IDLE_TIMEOUT_MS, KEEPALIVE_MS, MAX_PIPELINE, MAX_REQUESTS_WHILE_CHOKED, MAX_UNREQUESTED_BYTES };
-/** Pipeline depth lower bound, in blocks (PERF-NOTES: 16 -> 780 MB/s, 64 -> 850, 128 -> 910, 256 no better). */
-export const MIN_PIPELINE = 64;
-/** Seconds of the peer's measured rate we keep requested ahead. */
-const PIPELINE_SECONDS = 0.5;
-
-/** The writing half of a connection (a net.Socket satisfies it). */
-export interface SessionTransport {
-  write(buf: Uint8Array, cb?: (err?: Error | null) => void): boolean;
-  cork(): void;
-  uncork(): void;
-  /** Bytes queued and not yet handed to the kernel. */
-  readonly writableLength: number;
-  destroy(): void;
-}
-
-/** The torrent a connection is about, from our side. */
-export interface SessionTorrent {
-  infoHash: Buffer;
-  geometry: Geometry;
-  /** Our 20-byte peer id. */
-  peerId: Buffer;
-  /** What we put in our extended handshake (ticket included for downloads). */
-  ext: ExtHandshake;
-}
-
-/**
- * What a session reports to whoever owns the connection. Calls happen synchronously inside
- * `onRead`/`onData`; an owner may close the session from any of them.
- */
-export interface SessionOwner {
-  /** Incoming connections only: the peer's handshake. Call `s.attach(...)` or `s.close(...)`. */
-  onHandshake?(s: PeerSession, h: Handshake): void;
-  /** Handshakes done (the peer's extended handshake, if any, is in `s.peerExt`). */
-  onActive(s: PeerSession): void;
-  /** The peer's pieces are known for the first time (`s.peerHas`); HAVEs follow one by one. */
-  onPeerPieces(s: PeerSession): void;
-  /** The peer gained a piece after {@link onPeerPieces}. */
-  onHave(s: PeerSession, piece: number): void;
-  onChoke(s: PeerSession): void;
-  onUnchoke(s: PeerSession): void;
-  onInterest(s: PeerSession, interested: boolean): void;
-  /**
-   * A block we asked this peer for arrived (blocks it was never asked for, or asked for and then
-   * cancelled, never reach the owner). `data` is a view into the read buffer, valid during this
-   * call only.
-   */
-  onBlock(s: PeerSession, piece: number, begin: number, data: Buffer): void;
-  /** The frames of one read have all been handled: a good moment to refill requests. */
-  onReadDone?(s: PeerSession): void;
-  onExtended?(s: PeerSession, id: number, payload: Buffer): void;
-  onClose(s: PeerSession, err?: Error): void;
-}
-
-export type SessionState = 'handshake' | 'ext' | 'active' | 'closed';
+export { MIN_PIPELINE } from './request-pipeline.js';
+export type { SessionOptions, SessionOwner, SessionState, SessionTorrent, SessionTransport };
 
 /** A 20-byte peer id in Azureus style: `-CT0001-` and 12 random bytes. */
 export function makePeerId(): Buffer {
@@ -92,17 +43,6 @@ export function makePeerId(): Buffer {
 }
 
 let nextKey = 1;
-
-/** How a session is created: its transport, its owner, and for outgoing ones the torrent. */
-export interface SessionOptions {
-  transport: SessionTransport;
-  owner: SessionOwner;
-  /** We dialled: our handshake goes first and the torrent is known. */
-  torrent?: SessionTorrent;
-  clock?: Clock;
-  /** For logs: the remote address. */
-  remote?: string;
-}
 
 /**
  * One connection. Invariants: `torrent` and `peerHas` are set from the moment the info-hash is
@@ -138,8 +78,6 @@ export class PeerSession implements WireHandler {
   readonly openedAt: number;
   lastRecvAt: number;
   lastSendAt: number;
-  /** When the last block arrived (or when we were last unchoked, whichever is later). */
-  lastBlockAt: number;
 
   private readonly transport: SessionTransport;
   private readonly clock: Clock;
@@ -149,22 +87,14 @@ export class PeerSession implements WireHandler {
   private sawCore = false;
   /** REQUESTs received while we choke the peer, since we last choked it. */
   private chokedRequests = 0;
-  /** PIECE bytes from this peer that answered no request of ours. */
-  unrequestedBytes = 0;
+  /** What we asked this peer for (see {@link RequestPipeline}). */
+  private readonly pipe: RequestPipeline;
   /**
    * Clock time at which the access ticket that admitted this (incoming) peer expires: the session
    * is closed then, so a ticket does not outlive itself on a connection opened while it was good.
    * Null: no deadline (open access, or a peer we dialled).
    */
   accessDeadline: number | null = null;
-  /**
-   * Blocks we asked this peer for and it has not answered, by block number (piece * blocks per
-   * piece + begin / 16 KiB). Only these reach the owner: a peer cannot slip data into a block we
-   * asked someone else for. Kept when the download gives a stalled peer's requests to others
-   * (the peer may still answer, and that data is welcome); dropped on CANCEL and when it chokes us.
-   */
-  readonly requested = new Set<number>();
-  private blocksPerPiece = 1;
   private announced = false;
   private closeErr: Error | undefined;
 
@@ -174,7 +104,8 @@ export class PeerSession implements WireHandler {
     this.clock = opts.clock ?? monotonicMs;
     this.remote = opts.remote ?? '?';
     this.outgoing = opts.torrent !== undefined;
-    this.now = this.openedAt = this.lastRecvAt = this.lastSendAt = this.lastBlockAt = this.clock();
+    this.now = this.openedAt = this.lastRecvAt = this.lastSendAt = this.clock();
+    this.pipe = new RequestPipeline(this.now);
     this.down = new RateMeter(this.clock);
     this.up = new RateMeter(this.clock);
     this.decoder = new WireDecoder(this);
@@ -184,9 +115,18 @@ export class PeerSession implements WireHandler {
 
   get closed(): boolean { return this.state === 'closed'; }
 
+  /** Blocks asked of this peer and not yet answered ({@link RequestPipeline.requested}). */
+  get requested(): Set<number> { return this.pipe.requested; }
+  /** PIECE bytes from this peer that answered no request of ours. */
+  get unrequestedBytes(): number { return this.pipe.unrequestedBytes; }
+  set unrequestedBytes(n: number) { this.pipe.unrequestedBytes = n; }
+  /** When the last block arrived (or when we were last unchoked, whichever is later). */
+  get lastBlockAt(): number { return this.pipe.lastBlockAt; }
+  set lastBlockAt(t: number) { this.pipe.lastBlockAt = t; }
+
   private setTorrent(t: SessionTorrent): void {
     this.torrent = t;
-    this.blocksPerPiece = Math.ceil(t.geometry.pieceLength / BLOCK_SIZE);
+    this.pipe.setPieceLength(t.geometry.pieceLength);
     this.decoder.setGeometry(t.geometry);
     this.peerHas = new Bitfield(t.geometry.pieceCount);
   }
@@ -298,8 +238,7 @@ export class PeerSession implements WireHandler {
     this.core();
     if (this.peerChoking) return;
     this.peerChoking = true;
-    // BEP 3: a choking peer drops the requests it had from us.
-    this.requested.clear();
+    this.pipe.choked();
     if (this.state === 'active') this.owner.onChoke(this);
   }
 
@@ -307,7 +246,7 @@ export class PeerSession implements WireHandler {
     this.core();
     if (!this.peerChoking) return;
     this.peerChoking = false;
-    this.lastBlockAt = this.now;
+    this.pipe.unchoked(this.now);
     if (this.state === 'active') this.owner.onUnchoke(this);
   }
 
@@ -366,21 +305,10 @@ export class PeerSession implements WireHandler {
 
   onPiece(piece: number, begin: number, data: Buffer): void {
     this.core();
-    if (!this.requested.delete(this.blockNumber(piece, begin))) {
-      // Never asked, cancelled, or a repeat. A few are races (CANCEL crossing the block); a
-      // stream of them is a flood.
-      this.unrequestedBytes += data.length;
-      if (this.unrequestedBytes > MAX_UNREQUESTED_BYTES) throw new ProtocolError(`more than ${MAX_UNREQUESTED_BYTES} bytes of blocks we did not ask for`);
-      return;
-    }
+    // Never asked, cancelled, or a repeat: dropped (a stream of them throws, a flood).
+    if (!this.pipe.answered(piece, begin, data.length, this.now)) return;
     this.down.add(data.length, this.now);
-    this.lastBlockAt = this.now;
     if (this.state === 'active') this.owner.onBlock(this, piece, begin, data);
-  }
-
-  /** Block number of a request (-1 if `begin` is not on a block boundary, which we never request). */
-  private blockNumber(piece: number, begin: number): number {
-    return begin % BLOCK_SIZE === 0 ? piece * this.blocksPerPiece + begin / BLOCK_SIZE : -1;
   }
 
   onExtended(id: number, payload: Buffer): void {
@@ -435,35 +363,18 @@ export class PeerSession implements WireHandler {
 
   /** Sends `reqs[from..to)` as REQUEST frames in one write. */
   sendRequests(reqs: readonly BlockRef[], from = 0, to = reqs.length): void {
-    const n = to - from;
-    if (n <= 0) return;
-    const b = Buffer.allocUnsafe(n * REQUEST_FRAME_LENGTH);
-    let off = 0;
-    for (let i = from; i < to; i++) {
-      const r = reqs[i]!;
-      off = writeRequest(b, off, r.piece, r.begin, r.length);
-      this.requested.add(this.blockNumber(r.piece, r.begin));
-    }
-    this.send(b);
+    const b = this.pipe.frames(reqs, from, to);
+    if (b !== null) this.send(b);
   }
 
-  sendCancel(r: BlockRef): void {
-    this.requested.delete(this.blockNumber(r.piece, r.begin));
-    this.send(encodeCancel(r.piece, r.begin, r.length));
-  }
+  /** Sends a CANCEL; a block that still arrives for it is unrequested. */
+  sendCancel(r: BlockRef): void { this.send(this.pipe.cancel(r)); }
 
   sendExtended(id: number, payload: Uint8Array): void { this.send(encodeExtended(id, payload)); }
 
-  /**
-   * How many blocks to keep requested from this peer: about half a second of its measured rate,
-   * between {@link MIN_PIPELINE} and `max`, never above what the peer said it accepts (`reqq`).
-   */
+  /** How many blocks to keep requested from this peer, at its measured rate ({@link RequestPipeline.depth}). */
   pipelineDepth(max = MAX_PIPELINE): number {
-    const want = Math.ceil((this.down.rate(this.now) * PIPELINE_SECONDS) / 16384);
-    let d = Math.min(max, Math.max(MIN_PIPELINE, want));
-    const reqq = this.peerExt?.reqq;
-    if (reqq !== undefined && reqq > 0 && reqq < d) d = reqq;
-    return d;
+    return this.pipe.depth(this.down.rate(this.now), this.peerExt?.reqq, max);
   }
 
   // ---------------------------------------------------------------------------- timers
