@@ -10,11 +10,18 @@
  *   await c.close();   // kills every tracker by PID, closes proxies
  *
  * Trackers are numbered from 0 here (tracker_no = index + 1).
+ *
+ * A test file that runs one cluster gets its temp dir and teardown from {@link clusterFixture}:
+ *
+ *   const fx = clusterFixture('coterie-my-test-');
+ *   test('...', async () => { const c = await fx.start({ n: 3, proxied: true }); ... });
  */
-import { mkdirSync, rmSync } from 'node:fs';
+import { after, before } from 'node:test';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePorts } from './ports.js';
-import { RpcTestClient, startTracker, writeTrackerInfo, type TrackerProcess } from './tracker.js';
+import { RpcTestClient, startTracker, stopAllTrackers, writeTrackerInfo, type TrackerProcess } from './tracker.js';
 import { TcpProxy } from './tcp-proxy.js';
 
 export interface ClusterOptions {
@@ -193,4 +200,57 @@ export class TrackerCluster {
 
 function sortKeys(o: Record<string, number>): Record<string, number> {
   return Object.fromEntries(Object.entries(o).sort(([a], [b]) => (a < b ? -1 : 1)));
+}
+
+/**
+ * The setup and teardown shared by the cluster system tests, registered as node:test hooks where
+ * it is called (a test file's top level, or a describe block): before the tests, a fresh temp dir
+ * named `prefix...` under os.tmpdir(); after them, in this order, everything handed to
+ * {@link ClusterFixture.track} or {@link ClusterFixture.onTeardown} (in the order given), the
+ * clusters started with {@link ClusterFixture.start}, every tracker process still running, and the
+ * temp dir.
+ */
+export interface ClusterFixture {
+  /** The temp dir (once the fixture's `before` hook has run). */
+  readonly dir: string;
+  /** Starts a cluster in `dir` (or in `dir/<sub>`); it is closed after the tests. */
+  start(opts: Omit<ClusterOptions, 'dir'> & { sub?: string }): Promise<TrackerCluster>;
+  /** Closes `x` after the tests, before the cluster goes; returns `x`. */
+  track<T extends { close(): unknown }>(x: T): T;
+  /** Runs `f` after the tests, before the cluster goes (awaited if it returns a promise). */
+  onTeardown(f: () => unknown): void;
+}
+
+/** See {@link ClusterFixture}. */
+export function clusterFixture(prefix: string): ClusterFixture {
+  let dir: string | undefined;
+  const clusters: TrackerCluster[] = [];
+  const teardown: (() => unknown)[] = [];
+  before(() => { dir = mkdtempSync(join(tmpdir(), prefix)); });
+  after(async () => {
+    for (const f of teardown) {
+      const r = f();
+      if (r instanceof Promise) await r;
+    }
+    for (const c of clusters) await c.close();
+    await stopAllTrackers();
+    if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
+  });
+  const fx: ClusterFixture = {
+    get dir(): string {
+      if (dir === undefined) throw new Error('clusterFixture: dir used before its before hook ran');
+      return dir;
+    },
+    async start({ sub, ...opts }) {
+      const c = await TrackerCluster.start({ ...opts, dir: sub === undefined ? fx.dir : join(fx.dir, sub) });
+      clusters.push(c);
+      return c;
+    },
+    track(x) {
+      teardown.push(() => x.close());
+      return x;
+    },
+    onTeardown(f) { teardown.push(f); },
+  };
+  return fx;
 }

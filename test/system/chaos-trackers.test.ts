@@ -8,33 +8,28 @@
  * process fed commands on its stdin. Every write is a `create_group` with a unique id, so
  * "present" is easy to check: the group is listed, owned by its writer, on every tracker.
  */
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { TrackerCluster } from '../helpers/cluster.js';
+import { clusterFixture, type TrackerCluster } from '../helpers/cluster.js';
 import { freePort } from '../helpers/ports.js';
-import { RpcTestClient, stopAllTrackers } from '../helpers/tracker.js';
+import { RpcTestClient } from '../helpers/tracker.js';
 
 const CHAOS_MS = Number(process.env['COTERIE_CHAOS_MS'] ?? 35_000);
 const CLIENT_MAIN = fileURLToPath(new URL('../../src/client/main.js', import.meta.url));
 
-let dir: string;
+const fx = clusterFixture('coterie-chaos-');
 let c: TrackerCluster | null = null;
 let realClient: ChildProcess | null = null;
 
-before(() => { dir = mkdtempSync(join(tmpdir(), 'coterie-chaos-')); });
-after(async () => {
+fx.onTeardown(async () => {
   if (realClient && realClient.exitCode === null && realClient.signalCode === null) {
     realClient.kill('SIGKILL');
     await new Promise((r) => realClient!.once('exit', r));
   }
-  await c?.close();
-  await stopAllTrackers();
-  rmSync(dir, { recursive: true, force: true });
 });
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -80,7 +75,7 @@ class Writer {
 }
 
 test('chaos: kills, restarts and partitions; every acked write everywhere, one digest, no re-login', { timeout: 85_000 }, async () => {
-  c = await TrackerCluster.start({ n: 3, dir: join(dir, 'cluster'), proxied: true });
+  c = await fx.start({ n: 3, sub: 'cluster', proxied: true });
   const setup = await RpcTestClient.connect(c.ports[0]!);
   const writers: Writer[] = [];
   for (let i = 0; i < 4; i++) {
@@ -95,7 +90,7 @@ test('chaos: kills, restarts and partitions; every acked write everywhere, one d
 
   // The real client: logs in once, then gets a create_group every 300 ms on its stdin.
   const peerPort = await freePort();
-  const clientDir = join(dir, 'client');
+  const clientDir = join(fx.dir, 'client');
   realClient = spawn(process.execPath, [CLIENT_MAIN, `127.0.0.1:${peerPort}`, c.infoFile, '--data-dir', clientDir], {
     stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, NO_COLOR: '1', COTERIE_LOG: 'info' },
   });

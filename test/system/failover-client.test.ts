@@ -3,29 +3,17 @@
  * with the next tracker of tracker_info without logging in again (sessions are replicated rows),
  * and its presence follows it, so other clients still get it as a peer.
  */
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { connect, type Socket } from 'node:net';
 import { silentLogger } from '../../src/common/log.js';
 import { TrackerLink } from '../../src/client/tracker-link.js';
 import { manifestFromHashes } from '../../src/swarm/manifest.js';
-import { TrackerCluster } from '../helpers/cluster.js';
-import { RpcTestClient, stopAllTrackers } from '../helpers/tracker.js';
+import { clusterFixture, type TrackerCluster } from '../helpers/cluster.js';
+import { RpcTestClient } from '../helpers/tracker.js';
 
-let dir: string;
+const fx = clusterFixture('coterie-failover-');
 let c: TrackerCluster | null = null;
-const closers: (() => void)[] = [];
-
-before(() => { dir = mkdtempSync(join(tmpdir(), 'coterie-failover-')); });
-after(async () => {
-  for (const f of closers) f();
-  await c?.close();
-  await stopAllTrackers();
-  rmSync(dir, { recursive: true, force: true });
-});
 
 /** A TrackerLink whose sockets record every op it sends. */
 function recordingLink(ports: number[], peer: string, clientId: string, sent: string[]): TrackerLink {
@@ -44,12 +32,11 @@ function recordingLink(ports: number[], peer: string, clientId: string, sent: st
       return s;
     },
   });
-  closers.push(() => link.close());
-  return link;
+  return fx.track(link);
 }
 
 test('a logged-in client whose tracker is killed continues on the next one without logging in again', async () => {
-  c = await TrackerCluster.start({ n: 3, dir });
+  c = await fx.start({ n: 3 });
   const sent: string[] = [];
   const link = recordingLink(c.ports, '127.0.0.1:7100', 'a'.repeat(16), sent);
   await link.call('create_user', { user: 'alice', password: 'pw' });
@@ -61,8 +48,7 @@ test('a logged-in client whose tracker is killed continues on the next one witho
   await c.waitConverged(10_000);
 
   // Bob, on tracker 3, is a member and will ask for alice's file.
-  const bob = await RpcTestClient.connect(c.ports[2]!);
-  closers.push(() => bob.close());
+  const bob = fx.track(await RpcTestClient.connect(c.ports[2]!));
   await bob.ok('create_user', { user: 'bob', password: 'pw' });
   const tokBob = (await bob.ok<{ token: string }>('login', { user: 'bob', password: 'pw', peer: '127.0.0.1:7200', clientId: 'b'.repeat(16) })).token;
   await bob.ok('join_group', { group: 'g' }, tokBob);

@@ -4,31 +4,17 @@
  * with SIGKILL before it could ship it (its links cut) reaches the others once it is back.
  * Status shows the version vector, every peer link and the digest.
  */
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { TrackerCluster } from '../helpers/cluster.js';
-import { RpcTestClient, stopAllTrackers, TRACKER_MAIN } from '../helpers/tracker.js';
+import { clusterFixture, type TrackerCluster } from '../helpers/cluster.js';
+import { RpcTestClient, TRACKER_MAIN } from '../helpers/tracker.js';
 
-let dir: string;
+const fx = clusterFixture('coterie-repl-basic-');
 let c: TrackerCluster | null = null;
-const clients: RpcTestClient[] = [];
-
-before(() => { dir = mkdtempSync(join(tmpdir(), 'coterie-repl-basic-')); });
-after(async () => {
-  for (const x of clients) x.close();
-  await c?.close();
-  await stopAllTrackers();
-  rmSync(dir, { recursive: true, force: true });
-});
 
 async function client(port: number): Promise<RpcTestClient> {
-  const x = await RpcTestClient.connect(port);
-  clients.push(x);
-  return x;
+  return fx.track(await RpcTestClient.connect(port));
 }
 
 /** Polls `probe` as fast as the loopback allows until it is true; resolves with the ms it took. */
@@ -46,7 +32,7 @@ function pct(xs: number[], p: number): number {
 }
 
 test('a write on one tracker is visible on the others at once, and status shows the links', async () => {
-  c = await TrackerCluster.start({ n: 3, dir: join(dir, 'a'), proxied: true });
+  c = await fx.start({ n: 3, sub: 'a', proxied: true });
   const [a, b, d] = [await client(c.ports[0]!), await client(c.ports[1]!), await client(c.ports[2]!)];
   await a.ok('create_user', { user: 'alice', password: 'pw' });
   // The account made on tracker 1 logs in on tracker 2 and 3.

@@ -3,30 +3,17 @@
  * measured and printed), and a tracker whose data dir was wiped comes back as a new origin and
  * resyncs everything.
  */
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { TrackerCluster } from '../helpers/cluster.js';
-import { RpcTestClient, stopAllTrackers } from '../helpers/tracker.js';
+import { clusterFixture, type TrackerCluster } from '../helpers/cluster.js';
+import { RpcTestClient } from '../helpers/tracker.js';
 
-let dir: string;
+const fx = clusterFixture('coterie-repl-catchup-');
 let c: TrackerCluster | null = null;
-const clients: RpcTestClient[] = [];
-
-before(() => { dir = mkdtempSync(join(tmpdir(), 'coterie-repl-catchup-')); });
-after(async () => {
-  for (const x of clients) x.close();
-  await c?.close();
-  await stopAllTrackers();
-  rmSync(dir, { recursive: true, force: true });
-});
 
 /** Makes `groups` groups on the tracker at `port` (2 changes each: group + owner membership). */
 async function makeGroups(port: number, token: string, prefix: string, groups: number): Promise<void> {
-  const conns = [await RpcTestClient.connect(port), await RpcTestClient.connect(port)];
-  clients.push(...conns);
+  const conns = [fx.track(await RpcTestClient.connect(port)), fx.track(await RpcTestClient.connect(port))];
   const window = 64;
   let next = 0;
   await Promise.all(conns.map(async (x) => {
@@ -42,9 +29,8 @@ async function makeGroups(port: number, token: string, prefix: string, groups: n
 }
 
 test('a tracker that missed 10,000 changes catches up', async () => {
-  c = await TrackerCluster.start({ n: 3, dir: join(dir, 'c') });
-  const a = await RpcTestClient.connect(c.ports[0]!);
-  clients.push(a);
+  c = await fx.start({ n: 3, sub: 'c' });
+  const a = fx.track(await RpcTestClient.connect(c.ports[0]!));
   await a.ok('create_user', { user: 'alice', password: 'pw' });
   const tok = (await a.ok<{ token: string }>('login', { user: 'alice', password: 'pw', peer: '127.0.0.1:7000', clientId: 'a'.repeat(16) })).token;
   await c.waitConverged(10_000);
@@ -86,15 +72,13 @@ test('a wiped tracker comes back as a new origin and resyncs everything', async 
   // And the others learned the new origin (its key row).
   assert.ok(st1.versionVector[fresh.origin]! >= 1);
   // A session opened on tracker 1 works on the resynced tracker.
-  const x = await RpcTestClient.connect(c.ports[2]!);
-  clients.push(x);
+  const x = fx.track(await RpcTestClient.connect(c.ports[2]!));
   const r = await x.ok<{ groups: unknown[] }>('list_groups', {}, await tokenOnOne());
   assert.ok(r.groups.length >= 5000);
 });
 
 async function tokenOnOne(): Promise<string> {
-  const a = await RpcTestClient.connect(c!.ports[0]!);
-  clients.push(a);
+  const a = fx.track(await RpcTestClient.connect(c!.ports[0]!));
   const tok = (await a.ok<{ token: string }>('login', { user: 'alice', password: 'pw', peer: '127.0.0.1:7000', clientId: 'b'.repeat(16) })).token;
   await c!.waitConverged(10_000);
   return tok;

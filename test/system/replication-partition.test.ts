@@ -4,31 +4,17 @@
  * sides (first claim wins, the loser's session gets CLAIM_LOST), the same group id, and a client's
  * presence seen on the far side of the partition once healed.
  */
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { manifestFromHashes } from '../../src/swarm/manifest.js';
-import { TrackerCluster } from '../helpers/cluster.js';
-import { RpcTestClient, stopAllTrackers } from '../helpers/tracker.js';
+import { clusterFixture, type TrackerCluster } from '../helpers/cluster.js';
+import { RpcTestClient } from '../helpers/tracker.js';
 
-let dir: string;
+const fx = clusterFixture('coterie-repl-part-');
 let c: TrackerCluster | null = null;
-const clients: RpcTestClient[] = [];
-
-before(() => { dir = mkdtempSync(join(tmpdir(), 'coterie-repl-part-')); });
-after(async () => {
-  for (const x of clients) x.close();
-  await c?.close();
-  await stopAllTrackers();
-  rmSync(dir, { recursive: true, force: true });
-});
 
 async function client(i: number): Promise<RpcTestClient> {
-  const x = await RpcTestClient.connect(c!.ports[i]!);
-  clients.push(x);
-  return x;
+  return fx.track(await RpcTestClient.connect(c!.ports[i]!));
 }
 
 async function login(x: RpcTestClient, user: string, clientId: string, password = 'pw'): Promise<string> {
@@ -36,7 +22,7 @@ async function login(x: RpcTestClient, user: string, clientId: string, password 
 }
 
 test('partitioned trackers accept writes on both sides and converge when healed', async () => {
-  c = await TrackerCluster.start({ n: 3, dir, proxied: true });
+  c = await fx.start({ n: 3, proxied: true });
   const [x0, x2] = [await client(0), await client(2)];
   await x0.ok('create_user', { user: 'owner', password: 'pw' });
   await c.waitConverged(10_000);

@@ -4,37 +4,23 @@
  * network-wide budget; names with `/`, `..`, NUL or control characters are refused wherever they
  * enter; access tickets are short-lived; a request flood from one address does not slow another.
  */
-import { after, before, describe, test } from 'node:test';
+import { before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
 import { encode } from '../../src/protocol/bencode.js';
 import { TICKET_MS } from '../../src/tracker/domain/types.js';
-import { TrackerCluster } from '../helpers/cluster.js';
-import { RpcTestClient, stopAllTrackers } from '../helpers/tracker.js';
+import { clusterFixture, type TrackerCluster } from '../helpers/cluster.js';
+import { RpcTestClient } from '../helpers/tracker.js';
 
-let dir: string;
+const fx = clusterFixture('coterie-tracker-hard-');
 let c: TrackerCluster;
-const clients: RpcTestClient[] = [];
 const cid = () => randomBytes(8).toString('hex');
 
-before(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'coterie-tracker-hard-'));
-  c = await TrackerCluster.start({ n: 3, dir });
-});
-after(async () => {
-  for (const x of clients) x.close();
-  await c.close();
-  await stopAllTrackers();
-  rmSync(dir, { recursive: true, force: true });
-});
+before(async () => { c = await fx.start({ n: 3 }); });
 
 async function client(i: number, localAddress = '127.0.0.1'): Promise<RpcTestClient> {
-  const x = await RpcTestClient.connect(c.ports[i]!, '127.0.0.1', { localAddress });
-  clients.push(x);
-  return x;
+  return fx.track(await RpcTestClient.connect(c.ports[i]!, '127.0.0.1', { localAddress }));
 }
 
 async function until(probe: () => Promise<boolean>, ms: number, what: string): Promise<void> {
