@@ -20,6 +20,8 @@ import { Worker } from 'node:worker_threads';
 
 /** Files below this size are hashed at the end on the download's thread (a worker costs 30-90 ms to start). */
 export const PREFIX_HASH_MIN_BYTES = 32 * 1024 * 1024;
+/** The worker starts once the verified prefix holds this much (see PartFile.advancePrefix). */
+export const PREFIX_START_BYTES = 16 * 1024 * 1024;
 /** The worker is told about the prefix at most once per this many new bytes (and at the end). */
 const POST_EVERY = 4 * 1024 * 1024;
 

@@ -16,7 +16,7 @@ import type { Manifest, ResumeStore } from './api.js';
 import { Bitfield } from './bitfield.js';
 import type { BlockSource } from './uploader.js';
 import { monotonicMs, type Clock } from './rate-limit.js';
-import { PREFIX_HASH_MIN_BYTES, PrefixHasher } from './prefix-hash.js';
+import { PREFIX_HASH_MIN_BYTES, PREFIX_START_BYTES, PrefixHasher } from './prefix-hash.js';
 
 /** Reads per chunk when streaming a whole file (SHA-256 check, resume re-hash). */
 const STREAM_CHUNK = 4 * 1024 * 1024;
@@ -84,6 +84,8 @@ export class PartFile implements BlockSource {
   private idleWaiters: Array<() => void> = [];
   /** Follows the verified prefix with the whole-file SHA-256, or null (hashed in finish()). */
   private prefix: PrefixHasher | null = null;
+  /** A prefix hasher is wanted, but starts only once the prefix reaches PREFIX_START_BYTES. */
+  private prefixWanted = false;
   /** Pieces 0..prefixPieces-1 are all recorded. */
   private prefixPieces = 0;
 
@@ -133,7 +135,7 @@ export class PartFile implements BlockSource {
       const pf = new PartFile(opts, fd, have);
       pf.mode = mode;
       if (opts.prefixHash ?? m.length >= PREFIX_HASH_MIN_BYTES) {
-        try { pf.prefix = new PrefixHasher(partPath, m.length); } catch { /* hashed in finish() */ }
+        pf.prefixWanted = true;
         pf.advancePrefix();
       }
       if (mode === 'rehashed') pf.saveNow();
@@ -217,15 +219,27 @@ export class PartFile implements BlockSource {
     this.have.set(index);
     this.dirty = true;
     this.scheduleSave();
-    if (index === this.prefixPieces && this.prefix !== null) this.advancePrefix();
+    if (index === this.prefixPieces && (this.prefix !== null || this.prefixWanted)) this.advancePrefix();
   }
 
+  /**
+   * Extends the verified prefix and tells the hasher. The worker starts only once the prefix holds
+   * PREFIX_START_BYTES: when pieces come in index order (every peer a seeder) that is within the
+   * first few dozen milliseconds; in a swarm, where pieces come rarest-first, a contiguous prefix
+   * forms late or never and the whole file is hashed at the end anyway, so starting a worker
+   * (30-90 ms of CPU for a new isolate) at the start of each of 8 downloads was CPU the swarm needed.
+   */
   private advancePrefix(): void {
     const have = this.have;
     let k = this.prefixPieces;
     while (k < have.length && have.get(k)) k++;
     this.prefixPieces = k;
-    this.prefix?.advance(Math.min(k * this.pieceLength, this.opts.manifest.length));
+    const end = Math.min(k * this.pieceLength, this.opts.manifest.length);
+    if (this.prefix === null && this.prefixWanted && end >= Math.min(PREFIX_START_BYTES, this.opts.manifest.length)) {
+      this.prefixWanted = false;
+      try { this.prefix = new PrefixHasher(this.partPath, this.opts.manifest.length); } catch { /* hashed in finish() */ }
+    }
+    this.prefix?.advance(end);
   }
 
   private scheduleSave(): void {
