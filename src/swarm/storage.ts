@@ -51,6 +51,8 @@ export interface PartFileOptions {
    * ({@link PrefixHasher}). Default: for files of PREFIX_HASH_MIN_BYTES or more.
    */
   prefixHash?: boolean;
+  /** The prefix worker starts once the verified prefix holds this many bytes. Default PREFIX_START_BYTES. */
+  prefixStartBytes?: number;
 }
 
 /** How the verified set was obtained when the .part was opened. */
@@ -222,6 +224,9 @@ export class PartFile implements BlockSource {
     if (index === this.prefixPieces && (this.prefix !== null || this.prefixWanted)) this.advancePrefix();
   }
 
+  /** The whole-file SHA-256 is being computed by a prefix worker (started, not yet finished). */
+  get prefixHashing(): boolean { return this.prefix !== null; }
+
   /**
    * Extends the verified prefix and tells the hasher. The worker starts only once the prefix holds
    * PREFIX_START_BYTES: when pieces come in index order (every peer a seeder) that is within the
@@ -235,9 +240,11 @@ export class PartFile implements BlockSource {
     while (k < have.length && have.get(k)) k++;
     this.prefixPieces = k;
     const end = Math.min(k * this.pieceLength, this.opts.manifest.length);
-    if (this.prefix === null && this.prefixWanted && end >= Math.min(PREFIX_START_BYTES, this.opts.manifest.length)) {
+    // Not when the prefix is already the whole file: finish() hashes it without a worker's start-up.
+    const len = this.opts.manifest.length;
+    if (this.prefix === null && this.prefixWanted && end < len && end >= (this.opts.prefixStartBytes ?? PREFIX_START_BYTES)) {
       this.prefixWanted = false;
-      try { this.prefix = new PrefixHasher(this.partPath, this.opts.manifest.length); } catch { /* hashed in finish() */ }
+      try { this.prefix = new PrefixHasher(this.partPath, len); } catch { /* hashed in finish() */ }
     }
     this.prefix?.advance(end);
   }

@@ -133,7 +133,7 @@ describe('part file', () => {
     for (const [name, want, ok] of [['prefix-ok.bin', sha256, true], ['prefix-bad.bin', 'f'.repeat(64), false]] as const) {
       const dest = join(dir, name);
       const store = new MemResume();
-      const pf = await PartFile.open({ id: name, manifest, destPath: dest, resume: store, prefixHash: true });
+      const pf = await PartFile.open({ id: name, manifest, destPath: dest, resume: store, prefixHash: true, prefixStartBytes: 1 });
       // In order first (the worker follows the prefix), then a gap filled last.
       for (const i of [0, 1, 2, 5, 6, 4, 3, 7, 8, 10, 9]) writePiece(pf, i);
       if (ok) {
@@ -147,13 +147,42 @@ describe('part file', () => {
     }
   });
 
+  test('prefix hash: the worker starts only once the verified prefix holds prefixStartBytes', async () => {
+    const dest = join(dir, 'prefix-late.bin');
+    const pf = await PartFile.open({
+      id: 'pl', manifest, destPath: dest, resume: new MemResume(), prefixHash: true, prefixStartBytes: 3 * manifest.pieceLength,
+    });
+    assert.equal(pf.prefixHashing, false);
+    for (const i of [7, 8, 4]) writePiece(pf, i);
+    assert.equal(pf.prefixHashing, false, 'no prefix yet');
+    for (const i of [0, 1]) writePiece(pf, i);
+    assert.equal(pf.prefixHashing, false, 'a prefix of 2 pieces is under the threshold');
+    writePiece(pf, 2);
+    assert.equal(pf.prefixHashing, true, 'prefix of 3 pieces: worker started');
+    for (const i of [3, 5, 6, 9, 10]) writePiece(pf, i);
+    await pf.finish(sha256);
+    assert.deepEqual(readFileSync(dest), data);
+  });
+
+  test('prefix hash never started (no prefix formed before the end): hashed at finish', async () => {
+    const dest = join(dir, 'prefix-never.bin');
+    const pf = await PartFile.open({ id: 'pn', manifest, destPath: dest, resume: new MemResume(), prefixHash: true });
+    for (let i = manifest.pieceCount - 1; i >= 1; i--) writePiece(pf, i);
+    assert.equal(pf.prefixHashing, false);
+    writePiece(pf, 0);
+    assert.equal(pf.prefixHashing, false, 'a prefix that is the whole file starts no worker');
+    await pf.finish(sha256);
+    assert.deepEqual(readFileSync(dest), data);
+  });
+
   test('prefix hash: a resumed .part is hashed from what it already holds; close stops the worker', async () => {
     const dest = join(dir, 'prefix-resume.bin');
     const store = new MemResume();
-    const pf = await PartFile.open({ id: 'pr', manifest, destPath: dest, resume: store, prefixHash: true });
+    const pf = await PartFile.open({ id: 'pr', manifest, destPath: dest, resume: store, prefixHash: true, prefixStartBytes: 1 });
     for (const i of [0, 1, 2, 3]) writePiece(pf, i);
     pf.close();
-    const pf2 = await PartFile.open({ id: 'pr', manifest, destPath: dest, resume: store, prefixHash: true });
+    const pf2 = await PartFile.open({ id: 'pr', manifest, destPath: dest, resume: store, prefixHash: true, prefixStartBytes: 1 });
+    assert.equal(pf2.prefixHashing, true, 'the resumed prefix (4 pieces) starts the worker at open');
     assert.equal(pf2.have.count, 4);
     for (let i = 4; i <= 10; i++) writePiece(pf2, i);
     await pf2.finish(sha256);
