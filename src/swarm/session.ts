@@ -20,7 +20,7 @@ import { randomBytes } from 'node:crypto';
 import { CoterieError, ProtocolError } from '../common/errors.js';
 import { Bitfield } from './bitfield.js';
 import {
-  CHOKE, INTERESTED, KEEP_ALIVE, NOT_INTERESTED, UNCHOKE, encodeBitfield, encodeExtended, encodeHandshake, encodeHave, WireDecoder,
+  CHOKE, INTERESTED, KEEP_ALIVE, NOT_INTERESTED, UNCHOKE, encodeBitfield, encodeExtended, encodeHandshake, encodeHaves, WireDecoder,
   type BlockRef, type Handshake, type WireHandler,
 } from './wire/codec.js';
 import { decodeExtHandshake, encodeExtHandshake, type ExtHandshake } from './wire/extended.js';
@@ -43,6 +43,20 @@ export function makePeerId(): Buffer {
 }
 
 let nextKey = 1;
+
+/** Sessions with HAVEs queued this turn; flushed together from one setImmediate. */
+const haveFlushQueue: PeerSession[] = [];
+
+function flushAllHaves(): void {
+  // A flush may queue nothing new (sendHave only runs from I/O and timers), so one pass suffices.
+  for (let i = 0; i < haveFlushQueue.length; i++) haveFlushQueue[i]!.flushHaves();
+  haveFlushQueue.length = 0;
+}
+
+function queueHaveFlush(s: PeerSession): void {
+  if (haveFlushQueue.length === 0) setImmediate(flushAllHaves);
+  haveFlushQueue.push(s);
+}
 
 /**
  * One connection. Invariants: `torrent` and `peerHas` are set from the moment the info-hash is
@@ -70,6 +84,8 @@ export class PeerSession implements WireHandler {
   peerExt: ExtHandshake | null = null;
   /** Set by the owner when it serves this peer. */
   uploader: Uploader | null = null;
+  /** HAVEs waiting for the end of this event-loop turn. */
+  private readonly haves: number[] = [];
 
   readonly down: RateMeter;
   readonly up: RateMeter;
@@ -338,7 +354,25 @@ export class PeerSession implements WireHandler {
     if (bf.count > 0) this.send(encodeBitfield(bf.bytes()));
   }
 
-  sendHave(piece: number): void { this.send(encodeHave(piece)); }
+  /**
+   * Announces a piece. HAVEs are queued and written once per event-loop turn, all of a turn's in
+   * one write ({@link flushHaves}). Why: with Nagle off each HAVE was its own write and its own
+   * 9-byte segment, waking the peer's process; in the 256 MiB 1 -> 8 swarm each downloader sends
+   * about 5,000 of them, and a completing download announces up to every piece to each peer.
+   */
+  sendHave(piece: number): void {
+    if (this.state === 'closed') return;
+    if (this.haves.length === 0) queueHaveFlush(this);
+    this.haves.push(piece);
+  }
+
+  /** Writes the queued HAVEs as one buffer. */
+  flushHaves(): void {
+    const n = this.haves.length;
+    if (n === 0) return;
+    if (this.state !== 'closed') this.send(encodeHaves(this.haves, n));
+    this.haves.length = 0;
+  }
 
   setInterested(v: boolean): void {
     if (this.amInterested === v || this.state === 'closed') return;

@@ -112,10 +112,17 @@ export function encodeHandshake(infoHash: Uint8Array, peerId: Uint8Array, reserv
 }
 
 export function encodeHave(piece: number): Buffer {
-  const b = Buffer.allocUnsafe(9);
-  b.writeUInt32BE(5, 0);
-  b[4] = MsgId.HAVE;
-  b.writeUInt32BE(piece, 5);
+  return encodeHaves([piece], 1);
+}
+
+/** The first `count` pieces of `pieces` as back-to-back HAVE frames in one buffer. */
+export function encodeHaves(pieces: readonly number[], count: number): Buffer {
+  const b = Buffer.allocUnsafe(9 * count);
+  for (let i = 0, o = 0; i < count; i++, o += 9) {
+    b.writeUInt32BE(5, o);
+    b[o + 4] = MsgId.HAVE;
+    b.writeUInt32BE(pieces[i]!, o + 5);
+  }
   return b;
 }
 

@@ -152,9 +152,29 @@ describe('peer session: state', () => {
     s.b.sendHave(7);
     s.b.sendHave(5);
     s.b.sendHave(7);
+    s.b.flushHaves(); // what the end of the event-loop turn does
     s.pump();
     assert.deepEqual(s.ra.events.filter((e) => e !== 'active'), ['pieces:2', 'have:7']);
     assert.equal(s.a.peerHas!.count, 3);
+  });
+
+  test("a turn's HAVEs go out in one write, by themselves at the end of the turn", async () => {
+    const s = connect();
+    s.tb.drain();
+    const before = s.tb.writes;
+    for (const p of [1, 2, 3, 9]) s.b.sendHave(p);
+    assert.equal(s.tb.writes, before, 'nothing written during the turn');
+    await new Promise((r) => setImmediate(r));
+    assert.equal(s.tb.writes, before + 1, 'one write for four HAVEs');
+    s.pump();
+    // (the first HAVE before any bitfield is reported as the peer's initial pieces)
+    assert.deepEqual(s.ra.events.filter((e) => e.startsWith('have:') || e.startsWith('pieces:')), ['pieces:1', 'have:2', 'have:3', 'have:9']);
+    assert.deepEqual([1, 2, 3, 9].map((p) => s.a.peerHas!.get(p)), [true, true, true, true]);
+    // A closed session drops what it had queued.
+    s.b.sendHave(4);
+    s.b.close();
+    await new Promise((r) => setImmediate(r));
+    assert.equal(s.tb.writes, before + 1);
   });
 
   test('HAVEs before a late bitfield: announced at the first HAVE, then the bitfield piece by piece', () => {
