@@ -26,6 +26,7 @@ import {
 import { decodeExtHandshake, encodeExtHandshake, type ExtHandshake } from './wire/extended.js';
 import { ReadBuffer } from './wire/read-buffer.js';
 import { RateMeter, monotonicMs, type Clock } from './rate-limit.js';
+import { queueHaveFlush } from './have-queue.js';
 import { RequestPipeline } from './request-pipeline.js';
 import type { SessionOptions, SessionOwner, SessionState, SessionTorrent, SessionTransport } from './session-types.js';
 import type { Uploader } from './uploader.js';
@@ -43,20 +44,6 @@ export function makePeerId(): Buffer {
 }
 
 let nextKey = 1;
-
-/** Sessions with HAVEs queued this turn; flushed together from one setImmediate. */
-const haveFlushQueue: PeerSession[] = [];
-
-function flushAllHaves(): void {
-  // A flush may queue nothing new (sendHave only runs from I/O and timers), so one pass suffices.
-  for (let i = 0; i < haveFlushQueue.length; i++) haveFlushQueue[i]!.flushHaves();
-  haveFlushQueue.length = 0;
-}
-
-function queueHaveFlush(s: PeerSession): void {
-  if (haveFlushQueue.length === 0) setImmediate(flushAllHaves);
-  haveFlushQueue.push(s);
-}
 
 /**
  * One connection. Invariants: `torrent` and `peerHas` are set from the moment the info-hash is
