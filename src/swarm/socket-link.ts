@@ -34,6 +34,11 @@ function wireEvents(sock: net.Socket, s: PeerSession): void {
   sock.on('end', () => s.close());
 }
 
+/** The socket's `onread` option: reads land in the session's reused buffer. */
+function onreadFor(s: PeerSession): net.OnReadOpts {
+  return { buffer: () => s.readTarget(), callback: (n: number) => { s.onRead(n); return true; } };
+}
+
 /**
  * Dials `host:port` and returns the session `make` builds around it; the session's handshake is
  * sent once TCP connects. Connection failures close the session (its owner's onClose runs).
@@ -43,10 +48,7 @@ export function dial(host: string, port: number, make: (t: SessionTransport) => 
   const s = make(t);
   const sock = net.connect({
     host, port, noDelay: true,
-    onread: {
-      buffer: () => s.readTarget(),
-      callback: (n: number) => { s.onRead(n); return true; },
-    },
+    onread: onreadFor(s),
   });
   t.sock = sock;
   wireEvents(sock, s);
@@ -82,11 +84,9 @@ export function adopt(
     (accepted as unknown as { _handle: unknown })._handle = null;
     // Without a handle, destroy() only settles the old object (and the server's count).
     accepted.destroy();
-    // `handle` is a documented-in-code but untyped constructor option of net.Socket.
-    const opts = {
-      handle, readable: true, writable: true,
-      onread: { buffer: () => s.readTarget(), callback: (n: number) => { s.onRead(n); return true; } },
-    };
+    // net.Socket's constructor takes `handle` (Node's own server builds accepted sockets with it),
+    // but its type does not list it.
+    const opts = { handle, readable: true, writable: true, onread: onreadFor(s) };
     sock = new net.Socket(opts as unknown as net.SocketConstructorOpts);
   } else {
     sock = accepted;
