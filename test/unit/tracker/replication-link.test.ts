@@ -153,6 +153,9 @@ test('three trackers link once per pair and a write reaches the others at once',
     }
     lags.sort((a, b) => a - b);
     console.log(`# push lag over ${lags.length} writes: p50 ${lags[lags.length >> 1]} ms, max ${lags[lags.length - 1]} ms`);
+    // Rows are visible everywhere; the peers' acknowledgements (what status reports as lag) come
+    // back a moment later, so wait for them (asserting at once raced with the last ack).
+    await waitFor('acks back', () => c.nodes[0]!.rep!.status().peers.every((p) => p.connected && p.lag === 0));
     const st = c.nodes[0]!.rep!.status();
     assert.equal(st.peers.length, 2);
     for (const p of st.peers) { assert.equal(p.connected, true); assert.equal(p.lag, 0); }
