@@ -146,7 +146,7 @@ describe('tracker hardening, three trackers', () => {
     for (const h of hogs) h.close();
   });
 
-  test('a request flood from one address does not slow an honest client on another', async () => {
+  test('a request flood from one address does not slow an honest client on another', async (t) => {
     const flood = await client(0, '127.0.0.90');
     const honest = await client(0, '127.0.0.91');
     const n = 6_000;
@@ -160,7 +160,10 @@ describe('tracker hardening, three trackers', () => {
       times.push(Date.now() - t0);
     }
     times.sort((x, y) => x - y);
-    assert.ok(times[5]! < 200, `honest median ${times[5]} ms while flooded`);
+    // Starvation would be seconds (the flood's 6,000 calls queued ahead); the bound is wide so a
+    // loaded machine does not fail it (quiet machine: a few ms).
+    t.diagnostic(`honest median ${times[5]} ms while flooded`);
+    assert.ok(times[5]! < 1000, `honest median ${times[5]} ms while flooded`);
     assert.ok(answered < n, 'the flood was not slowed down at all');
     flood.close();
     await Promise.allSettled(all);
