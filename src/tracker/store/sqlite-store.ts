@@ -14,6 +14,7 @@
  * Keys are stored as BLOBs (UTF-8) because they contain NUL separators, which SQLite TEXT
  * functions do not handle; BLOB order is byte order, the order the digest is defined in.
  */
+import { ByteCappedCache } from './byte-cache.js';
 import Database from 'better-sqlite3';
 import { CoterieError } from '../../common/errors.js';
 import { KEY_SEP, KINDS, digestOrderedRows, type Kind, type ValueOf } from './merge.js';
@@ -75,10 +76,8 @@ export class SqliteStore extends BaseStore {
     append: Database.Statement; since: Database.Statement; getMeta: Database.Statement; setMeta: Database.Statement;
   };
 
-  private rowCache = new Map<string, { v: unknown; n: number }>();
-  private rowBytes = 0;
-  private scanCache = new Map<string, { rows: Row[]; n: number }>();
-  private scanBytes = 0;
+  private readonly rowCache = new ByteCappedCache<unknown>(CACHE_BYTES);
+  private readonly scanCache = new ByteCappedCache<Row[]>(CACHE_BYTES);
   /**
    * Inside {@link transaction} (all writes go through it). Kept here rather than asking
    * better-sqlite3's `inTransaction`, a call into native code on every cached read (the cached
@@ -139,33 +138,20 @@ export class SqliteStore extends BaseStore {
     const ck = kind + KEY_SEP + key;
     // Eviction is oldest-filled first (no reordering on a hit: it measured cheaper, and a miss costs one indexed read).
     const hit = this.rowCache.get(ck);
-    if (hit) return hit.v === MISSING ? undefined : (hit.v as ValueOf[K]);
+    if (hit !== undefined) return hit === MISSING ? undefined : (hit as ValueOf[K]);
     const json = this.readJson(kind, key);
     const v = json === undefined ? undefined : (Object.freeze(JSON.parse(json)) as ValueOf[K]);
-    const n = rowCost(json?.length ?? 0, ck.length);
-    this.rowCache.set(ck, { v: v === undefined ? MISSING : v, n });
-    this.rowBytes += n;
-    while (this.rowBytes > CACHE_BYTES) {
-      const [k, e] = this.rowCache.entries().next().value as [string, { n: number }];
-      this.rowCache.delete(k);
-      this.rowBytes -= e.n;
-    }
+    this.rowCache.set(ck, v === undefined ? MISSING : v, rowCost(json?.length ?? 0, ck.length));
     return v;
   }
 
   /** Drops the cached row and every cached scan that covers `key`. */
   private invalidate(kind: Kind, key: string): void {
     const ck = kind + KEY_SEP + key;
-    const e = this.rowCache.get(ck);
-    if (e) { this.rowCache.delete(ck); this.rowBytes -= e.n; }
+    this.rowCache.delete(ck);
     if (this.scanCache.size === 0) return;
-    this.dropScan(kind + KEY_SEP);
-    for (let i = key.indexOf(KEY_SEP); i !== -1; i = key.indexOf(KEY_SEP, i + 1)) this.dropScan(kind + KEY_SEP + key.slice(0, i + 1));
-  }
-
-  private dropScan(ck: string): void {
-    const e = this.scanCache.get(ck);
-    if (e) { this.scanCache.delete(ck); this.scanBytes -= e.n; }
+    this.scanCache.delete(kind + KEY_SEP);
+    for (let i = key.indexOf(KEY_SEP); i !== -1; i = key.indexOf(KEY_SEP, i + 1)) this.scanCache.delete(kind + KEY_SEP + key.slice(0, i + 1));
   }
 
   protected appendLog(c: Change, json: string): void {
@@ -195,8 +181,8 @@ export class SqliteStore extends BaseStore {
   }
 
   private clearCaches(): void {
-    this.rowCache.clear(); this.rowBytes = 0;
-    this.scanCache.clear(); this.scanBytes = 0;
+    this.rowCache.clear();
+    this.scanCache.clear();
   }
 
   /** Rows in key order; the array and its rows are frozen when it comes from (or goes to) the cache. */
@@ -205,7 +191,7 @@ export class SqliteStore extends BaseStore {
     const ck = kind + KEY_SEP + keyPrefix;
     if (cacheable) {
       const hit = this.scanCache.get(ck);
-      if (hit) return hit.rows as Row<K>[];
+      if (hit) return hit as Row<K>[];
     }
     const lo = Buffer.from(keyPrefix, 'utf8');
     const hi = prefixEnd(lo);
@@ -218,15 +204,7 @@ export class SqliteStore extends BaseStore {
     });
     Object.freeze(out);
     // A result bigger than a quarter of the budget is not kept (it would evict everything else).
-    if (n <= CACHE_BYTES / 4) {
-      this.scanCache.set(ck, { rows: out, n });
-      this.scanBytes += n;
-      while (this.scanBytes > CACHE_BYTES) {
-        const [k, e] = this.scanCache.entries().next().value as [string, { n: number }];
-        this.scanCache.delete(k);
-        this.scanBytes -= e.n;
-      }
-    }
+    if (n <= CACHE_BYTES / 4) this.scanCache.set(ck, out, n);
     return out;
   }
 
