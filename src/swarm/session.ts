@@ -122,10 +122,8 @@ export class PeerSession implements WireHandler {
   get requested(): Set<number> { return this.pipe.requested; }
   /** PIECE bytes from this peer that answered no request of ours. */
   get unrequestedBytes(): number { return this.pipe.unrequestedBytes; }
-  set unrequestedBytes(n: number) { this.pipe.unrequestedBytes = n; }
   /** When the last block arrived (or when we were last unchoked, whichever is later). */
   get lastBlockAt(): number { return this.pipe.lastBlockAt; }
-  set lastBlockAt(t: number) { this.pipe.lastBlockAt = t; }
 
   private setTorrent(t: SessionTorrent): void {
     this.torrent = t;
