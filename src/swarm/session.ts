@@ -342,8 +342,9 @@ export class PeerSession implements WireHandler {
   /**
    * Announces a piece. HAVEs are queued and written once per event-loop turn, all of a turn's in
    * one write ({@link flushHaves}). Why: with Nagle off each HAVE was its own write and its own
-   * 9-byte segment, waking the peer's process; in the 256 MiB 1 -> 8 swarm each downloader sends
-   * about 5,000 of them, and a completing download announces up to every piece to each peer.
+   * 9-byte segment, waking the peer's process; in the 256 MiB 1 -> 8 swarm a downloader may send
+   * up to 7 peers x 1,024 pieces of them, and a completing download announces up to every piece
+   * to each peer.
    */
   sendHave(piece: number): void {
     if (this.state === 'closed') return;
