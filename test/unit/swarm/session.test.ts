@@ -279,6 +279,21 @@ describe('peer session: serving requests (uploader)', () => {
     }
   });
 
+  test('batches of every send-buffer size class (1 to 64 slots, and past 64) are served exactly', () => {
+    for (const n of [1, 2, 3, 4, 5, 9, 16, 17, 33, 63, 64, 65, 70]) {
+      const s = serving();
+      const reqs = [];
+      for (let i = 0; i < n; i++) reqs.push({ piece: i >> 2, begin: (i & 3) * 16384, length: 16384 });
+      s.a.sendRequests(reqs);
+      s.pump();
+      assert.equal(s.ra.blocks.length, n, `${n} blocks`);
+      for (const blk of s.ra.blocks) {
+        const pos = blk.piece * PL + blk.begin;
+        assert.ok(blk.data.equals(DATA.subarray(pos, pos + 16384)), `${n}: block ${blk.piece}/${blk.begin}`);
+      }
+    }
+  });
+
   test('scattered requests and the short last piece are served exactly', () => {
     const s = serving();
     const last = PIECES - 1, lastLen = LENGTH - last * PL;
